@@ -1,0 +1,100 @@
+"""arrayferry: move arrays between frameworks by the cheapest correct route, and say which.
+
+>>> import arrayferry as af
+>>> t = af.convert(np_array, "torch")          # doctest: +SKIP
+>>> print(af.plan(np_array[::-1], "torch").explain())  # doctest: +SKIP
+
+Importing this package imports no array framework (and not pluggy): the registry loads on first
+use, and detection reads ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._adapter import Adapter, ArrayInfo, Step
+from ._api import FrameworkInfo, clear_cache, convert, device_of, framework_of, frameworks, plan
+from ._device import Device
+from ._dtypes import CANONICAL as CANONICAL_DTYPES
+from ._errors import (
+    ArrayFerryError,
+    CopyRequiredError,
+    DeviceError,
+    LossyConversionError,
+    LossyConversionWarning,
+    PluginError,
+    UnknownFrameworkError,
+    UnsupportedArrayError,
+    UnsupportedDTypeError,
+)
+from ._plan import Plan
+
+if TYPE_CHECKING:
+    import pluggy
+
+    hookimpl: pluggy.HookimplMarker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter",
+    "ArrayFerryError",
+    "ArrayInfo",
+    "CANONICAL_DTYPES",
+    "CopyRequiredError",
+    "Device",
+    "DeviceError",
+    "FrameworkInfo",
+    "LossyConversionError",
+    "LossyConversionWarning",
+    "Plan",
+    "PluginError",
+    "Step",
+    "UnknownFrameworkError",
+    "UnsupportedArrayError",
+    "UnsupportedDTypeError",
+    "__version__",
+    "clear_cache",
+    "convert",
+    "device_of",
+    "framework_of",
+    "frameworks",
+    "hookimpl",
+    "plan",
+    "register_plugin",
+    "unregister_plugin",
+    "broken_plugins",
+]
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> str:
+    """Register a plugin object or module by hand (no entry point needed); returns its name."""
+    from ._registry import registry
+
+    return registry().register(plugin, name)
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered under ``name``."""
+    from ._registry import registry
+
+    registry().unregister(name)
+
+
+def broken_plugins() -> list[tuple[str, str]]:
+    """Plugins that failed to load or whose hook raised, as ``(name, error)`` pairs."""
+    from ._registry import registry
+
+    return [(b.name, b.error) for b in registry().broken]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        from ._markers import hookimpl
+
+        return hookimpl
+    if name == "hookspecs":
+        import importlib
+
+        return importlib.import_module("arrayferry.hookspecs")
+    raise AttributeError(f"module 'arrayferry' has no attribute {name!r}")

@@ -1,0 +1,342 @@
+"""The adapter protocol: what a framework plugin tells the planner, and the operations it runs.
+
+An :class:`Adapter` describes one framework. The planner never calls a framework directly: it
+asks adapters to *describe* an array (an :class:`ArrayInfo`), to say which routes they can take
+part in and why they refuse others, and it composes their operations into a plan.
+
+Rules every adapter follows (checked by the conformance kit, ``arrayferry.testing``):
+
+* Creating an adapter imports nothing. ``owns`` is only called when ``module`` is already in
+  ``sys.modules``; the other methods only when converting an array of that framework, or into it.
+* ``describe`` and ``signature`` agree: two arrays with the same signature get the same plan,
+  so the signature must capture everything ``describe`` reports except shape and strides' values.
+* ``export_host`` never copies; ``import_host`` aliases its argument unless ``import_copies``
+  said it would copy. Any fix-up that needs a copy is planned by the core as a separate step.
+* A framework whose arrays are always writable (``readonly_capable = False``) must never be
+  handed read-only memory to alias: list it in ``host_import_refusals``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import Any
+
+from ._device import Device
+from ._errors import DeviceError, UnsupportedDTypeError, format_message
+
+__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "identity"]
+
+
+def identity(x: Any) -> Any:
+    """Return ``x``; a step whose function is this one costs nothing and is dropped from plans."""
+    return x
+
+CPU = Device("cpu")
+
+#: Layout classes, from most to least convenient.
+LAYOUTS = ("contiguous", "fortran", "strided", "broadcast", "negative")
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """What the planner knows about an array: everything a plan depends on.
+
+    ``layout`` is one of ``"contiguous"`` (C order), ``"fortran"``, ``"strided"`` (positive
+    strides, gaps), ``"broadcast"`` (some stride 0), ``"negative"`` (some stride < 0).
+    ``flags`` holds framework states that a route must resolve: ``"requires_grad"``,
+    ``"conj"``, ``"neg"``. ``problem`` is set when the array cannot leave its framework at all
+    (sparse, masked, meta ...): ``(error class, message)``.
+    """
+
+    framework: str
+    dtype: str
+    shape: tuple[int, ...]
+    device: Device = CPU
+    readonly: bool = False
+    layout: str = "contiguous"
+    byteorder: str = "="
+    aligned: bool = True
+    flags: frozenset[str] = frozenset()
+    itemsize: int = 0
+    problem: tuple[type[Exception], str] | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    def with_(self, **changes: Any) -> ArrayInfo:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def summary(self) -> str:
+        """One line: ``numpy float32 (3, 4) cpu, C-contiguous, writable``."""
+        bits = [self.framework, self.dtype if self.byteorder == "=" else f"{self.dtype} ({'big' if self.byteorder == '>' else 'little'}-endian)",
+                str(self.shape), str(self.device), self.layout,
+                "read-only" if self.readonly else "writable"]
+        if not self.aligned:
+            bits.append("misaligned")
+        bits.extend(sorted(self.flags))
+        return " ".join(bits[:4]) + ", " + ", ".join(bits[4:])
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a plan: a short ``name``, a human ``description``, whether it ``copies``.
+
+    ``fn`` maps the native object coming in to the one going out. ``transfer`` marks copies
+    that cross devices.
+    """
+
+    name: str
+    description: str
+    fn: Callable[[Any], Any] = field(repr=False, compare=False)
+    copies: bool = False
+    transfer: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.description}"
+
+
+class Adapter:
+    """Base class for a framework adapter; subclass it in a plugin.
+
+    Override what differs from the defaults below; every default documents itself.
+    """
+
+    #: Framework name used in ``convert(x, to=...)`` and ``framework_of``.
+    name: str = ""
+    #: Top-level module whose presence in ``sys.modules`` means arrays may exist.
+    module: str = ""
+    #: Other names accepted for ``to=``.
+    aliases: tuple[str, ...] = ()
+    #: Distribution name for the installed version (``importlib.metadata``).
+    distribution: str | None = None
+    #: Oldest supported version (checked with a clear message when the adapter is first used).
+    min_version: str | None = None
+    #: The pip requirement that installs the framework, for hints.
+    install_hint: str | None = None
+    #: True when a zero-copy result can be made read-only or the framework never writes in place.
+    readonly_capable: bool = False
+    #: Routes this adapter can take part in.
+    host_export: bool = True
+    host_import: bool = True
+    dlpack_export: bool = False
+    dlpack_import: bool = False
+    #: Bigger is preferred among equally cheap routes into this framework.
+    priority: int = 0
+    #: True when plans into this framework depend on more than the source's signature
+    #: (e.g. JAX aliases only 64-byte aligned memory); then ``refine_key`` is called per conversion.
+    refines: bool = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- identity ---------------------------------------------------------------------------
+    def namespace(self) -> ModuleType:
+        """Import and return the framework's module (only called when converting)."""
+        mod = sys.modules.get(self.module)
+        if mod is not None:
+            return mod
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as exc:
+            from ._errors import UnknownFrameworkError
+
+            raise UnknownFrameworkError(
+                format_message(
+                    f"Framework {self.name!r} is registered but its module {self.module!r} cannot be imported.",
+                    [f"import {self.module} raised {type(exc).__name__}: {exc}"],
+                    hint=f"pip install {self.install_hint or self.distribution or self.module}",
+                )
+            ) from exc
+
+    def is_installed(self) -> bool:
+        """True when the framework could be imported (checked without importing it)."""
+        if self.module in sys.modules:
+            return True
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def version(self) -> str | None:
+        """The installed version, or ``None``."""
+        mod = sys.modules.get(self.module)
+        v = getattr(mod, "__version__", None) if mod is not None else None
+        if isinstance(v, str):
+            return v
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+
+            return version(self.distribution or self.module)
+        except (PackageNotFoundError, ValueError):
+            return None
+
+    def devices(self) -> list[Device]:
+        """Devices this framework can place arrays on right now."""
+        return [CPU]
+
+    # -- detection and description -----------------------------------------------------------
+    def owns(self, tp: type) -> bool:
+        """Whether arrays of type ``tp`` belong to this framework (``self.module`` is imported)."""
+        return False
+
+    def signature(self, x: Any) -> Hashable:
+        """A cheap hashable key: arrays with equal keys get the same plan. Default: ``describe``."""
+        info = self.describe(x)
+        return (type(x), info.dtype, info.device, info.readonly, info.layout, info.byteorder,
+                info.aligned, info.flags, info.problem)
+
+    def describe(self, x: Any) -> ArrayInfo:
+        """Describe ``x`` (dtype, shape, device, layout, read-only, flags)."""
+        raise NotImplementedError
+
+    def refine_key(self, source: Adapter, x: Any) -> tuple[tuple[str, Any], ...]:
+        """Extra facts about ``x`` that plans into this framework depend on (``refines = True``).
+
+        The result is stored as ``ArrayInfo.extra`` and keys the plan cache, e.g.
+        ``(("aligned64", True),)`` computed from ``source.data_pointer(x)``.
+        """
+        return ()
+
+    def data_pointer(self, x: Any) -> int | None:
+        """Address of ``x``'s first element, or ``None`` when unknown."""
+        return None
+
+    def device_of(self, x: Any) -> Device:
+        """The device ``x`` lives on."""
+        return self.describe(x).device
+
+    def parse_device(self, obj: Any) -> Device | None:
+        """This framework's device object as a :class:`Device`, or ``None`` if not recognised."""
+        return None
+
+    def parse_dtype(self, obj: Any) -> str | None:
+        """This framework's dtype object as a canonical name, or ``None``."""
+        return None
+
+    # -- what the target can hold ------------------------------------------------------------
+    def check_cast(self, x: Any, src: str, dst: str) -> None:
+        """Raise :class:`LossyConversionError` if casting ``x`` from ``src`` to ``dst`` would lose
+        values that a dtype= request cannot have meant to lose (NaN/inf to integer, non-zero
+        imaginary parts to real). Default: checks through ``export_host`` on host arrays."""
+        from ._hostops import check_cast_values
+
+        if self.describe(x).device.is_host:
+            check_cast_values(self.export_host(x), src, dst)
+
+    def check_device(self, device: Device) -> None:
+        """Raise :class:`DeviceError` unless arrays can be placed on ``device`` now."""
+        if device.type != "cpu":
+            raise DeviceError(
+                format_message(
+                    f"{self.name} arrays live on the host; device {str(device)!r} was asked for.",
+                    hint="convert to a framework with device support (torch, cupy, jax) or use device='cpu'",
+                )
+            )
+
+    def supports_dtype(self, dtype: str, device: Device) -> bool:
+        """Whether this framework can hold ``dtype`` on ``device``."""
+        return True
+
+    def default_dtype_for(self, dtype: str, device: Device) -> str:
+        """The dtype this framework stores ``dtype`` as when the user gives none.
+
+        Return ``dtype`` itself when it is supported; a different name only when the framework
+        cannot hold it (the planner then refuses integer narrowing and warns on float narrowing).
+        """
+        if self.supports_dtype(dtype, device):
+            return dtype
+        raise UnsupportedDTypeError(
+            format_message(f"{self.name} cannot hold {dtype} arrays on {device}.")
+        )
+
+    # -- routes ------------------------------------------------------------------------------
+    def prepare(self, info: ArrayInfo) -> list[Step]:
+        """Steps that make an array of this framework exportable (detach, resolve bits)."""
+        return []
+
+    def host_info(self, info: ArrayInfo) -> ArrayInfo:
+        """Describe what ``export_host`` returns for an array described by ``info``."""
+        return info.with_(framework="numpy")
+
+    def host_exporter(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        """The function the plan calls to export arrays like ``info`` (default ``export_host``).
+
+        Override to pick a specialised function once per signature instead of branching on
+        every call (e.g. a bfloat16 reinterpreting view).
+        """
+        return self.export_host
+
+    def host_importer(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        """The function the plan calls to import NumPy arrays like ``info`` (default ``import_host``)."""
+        return self.import_host
+
+    def export_host(self, x: Any) -> Any:
+        """A NumPy view of ``x``'s host memory, no copy; read-only when the memory is."""
+        raise NotImplementedError
+
+    def host_import_refusals(self, info: ArrayInfo) -> list[str]:
+        """Reasons ``import_host`` cannot alias a NumPy array described by ``info``."""
+        return []
+
+    def import_copies(self, info: ArrayInfo) -> str | None:
+        """If ``import_host`` copies this (already acceptable) array anyway, say why."""
+        return None
+
+    def import_host(self, arr: Any) -> Any:
+        """A native array aliasing the NumPy array ``arr`` (on the CPU)."""
+        raise NotImplementedError
+
+    def dlpack_import_refusals(self, info: ArrayInfo) -> list[str]:
+        """Reasons ``from_dlpack`` cannot alias an array described by ``info``."""
+        return []
+
+    def from_dlpack(self, x: Any) -> Any:
+        """A native array aliasing ``x`` (any ``__dlpack__`` producer) on the same device."""
+        raise NotImplementedError
+
+    # -- native operations -------------------------------------------------------------------
+    def copy(self, x: Any) -> Any:
+        """An independent copy of ``x``."""
+        raise NotImplementedError
+
+    def cast(self, x: Any, dtype: str) -> Any:
+        """``x`` converted to ``dtype`` (a new array)."""
+        raise NotImplementedError
+
+    def to_host(self, x: Any) -> Any:
+        """A copy of ``x`` in host memory, same framework."""
+        raise NotImplementedError
+
+    def to_device(self, x: Any, device: Device) -> Any:
+        """A copy of the host array ``x`` on ``device``."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses --------------------------------------------------------------
+    @staticmethod
+    def numpy_layout(strides: tuple[int, ...], shape: tuple[int, ...], c: bool, f: bool) -> str:
+        """Layout class of a strided array (see :class:`ArrayInfo`)."""
+        if c:
+            return "contiguous"
+        if f:
+            return "fortran"
+        live = [s for s, n in zip(strides, shape) if n > 1]
+        if any(s < 0 for s in live):
+            return "negative"
+        if any(s == 0 for s in live):
+            return "broadcast"
+        return "strided"

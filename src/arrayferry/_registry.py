@@ -1,0 +1,266 @@
+"""The plugin registry: a pluggy ``PluginManager`` plus per-type detection caches.
+
+Loaded lazily on first use, so ``import arrayferry`` imports neither pluggy nor any framework.
+Built-in adapters are registered exactly like third-party plugins; third-party plugins come
+from the ``arrayferry.plugins`` entry-point group unless ``ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD``
+is set. A plugin that fails to import or raises inside a hook is recorded as broken (listed by
+``arrayferry info`` and ``frameworks()``) and the others keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._errors import PluginError, UnknownFrameworkError, format_message
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from ._adapter import Adapter
+    from ._device import Device
+
+__all__ = ["ENTRY_POINT_GROUP", "DISABLE_AUTOLOAD_ENV", "BrokenPlugin", "Registry", "registry"]
+
+ENTRY_POINT_GROUP = "arrayferry.plugins"
+DISABLE_AUTOLOAD_ENV = "ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_PLUGINS = ("arrayferry.adapters.numpy", "arrayferry.adapters.torch", "arrayferry.adapters.cupy")
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that could not be loaded or whose hook raised."""
+
+    name: str
+    error: str
+
+
+class Registry:
+    """Holds plugins and adapters; answers detection and name lookups (cached)."""
+
+    def __init__(self, *, autoload: bool | None = None, builtins: bool = True) -> None:
+        import pluggy
+
+        from . import hookspecs
+
+        self.pm: pluggy.PluginManager = pluggy.PluginManager("arrayferry")
+        self.pm.add_hookspecs(hookspecs)
+        self.broken: list[BrokenPlugin] = []
+        self.adapters: dict[str, Adapter] = {}
+        self.provider: dict[str, str] = {}
+        self._names: dict[Any, Adapter] = {}
+        self.type_cache: dict[type, Adapter | None] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.RLock()
+        if builtins:
+            for modname in BUILTIN_PLUGINS:
+                self._register_module(modname, modname.rsplit(".", 1)[-1])
+        if autoload is None:
+            autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+        if autoload:
+            self._load_entry_points()
+        self._collect()
+
+    # -- loading -------------------------------------------------------------------------------
+    def _register_module(self, modname: str, name: str) -> None:
+        import importlib
+
+        try:
+            mod = importlib.import_module(modname)
+            self.pm.register(mod, name=name)
+        except Exception as exc:  # a broken plugin must not break the others
+            self.broken.append(BrokenPlugin(name, f"{type(exc).__name__}: {exc}"))
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:
+                self.broken.append(BrokenPlugin(ep.name, f"{type(exc).__name__}: {exc}"))
+
+    def _collect(self) -> None:
+        """Ask every plugin for its adapters, one plugin at a time so one failure stays local."""
+        from ._adapter import Adapter
+
+        adapters: dict[str, Adapter] = {}
+        provider: dict[str, str] = {}
+        for impl in self.pm.hook.arrayferry_adapters.get_hookimpls():
+            pname = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            if any(b.name == pname for b in self.broken):
+                continue
+            try:
+                got = impl.function()
+                for a in got or ():
+                    if not isinstance(a, Adapter):
+                        raise TypeError(f"arrayferry_adapters returned {a!r}, not an arrayferry.Adapter")
+                    if not a.name or not a.module:
+                        raise TypeError(f"adapter {a!r} has no name or module")
+                    if a.name in adapters:
+                        raise TypeError(
+                            f"adapter name {a.name!r} is already provided by plugin {provider[a.name]!r}"
+                        )
+                    adapters[a.name] = a
+                    provider[a.name] = pname
+            except Exception as exc:
+                self.broken.append(BrokenPlugin(pname, f"{type(exc).__name__} in arrayferry_adapters: {exc}"))
+                for k in [k for k, v in provider.items() if v == pname]:
+                    del adapters[k], provider[k]
+        self.adapters = adapters
+        self.provider = provider
+        names: dict[Any, Adapter] = {}
+        for a in adapters.values():
+            names[a.name] = a
+            names[a.module] = a
+            for al in a.aliases:
+                names.setdefault(al, a)
+        self._names = names
+        self.type_cache.clear()
+        for fn in self._listeners:
+            fn()
+
+    def on_change(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` whenever the set of adapters changes (the planner clears its cache)."""
+        self._listeners.append(fn)
+
+    # -- public operations ---------------------------------------------------------------------
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register a plugin object or module by hand; returns its name."""
+        with self._lock:
+            try:
+                pname = self.pm.register(plugin, name=name)
+            except Exception as exc:
+                raise PluginError(
+                    format_message(
+                        f"Cannot register plugin {name or plugin!r}.",
+                        [f"pluggy raised {type(exc).__name__}: {exc}"],
+                        hint="check the hook names (arrayferry_*) and their arguments against arrayferry.hookspecs",
+                    )
+                ) from exc
+            assert pname is not None
+            self.broken = [b for b in self.broken if b.name != pname]
+            self._collect()
+            broken = [b for b in self.broken if b.name == pname]
+            if broken:
+                self.pm.unregister(name=pname)
+                self._collect()
+                self.broken.append(broken[0])
+                raise PluginError(
+                    format_message(
+                        f"Plugin {pname!r} was registered but its hook failed.",
+                        [broken[0].error],
+                        hint="fix the plugin's arrayferry_adapters hook",
+                    )
+                )
+            return pname
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin by name."""
+        with self._lock:
+            self.pm.unregister(name=name)
+            self.broken = [b for b in self.broken if b.name != name]
+            self._collect()
+
+    def adapter_for_type(self, tp: type) -> Adapter | None:
+        """The adapter owning arrays of type ``tp`` (cached per type; never imports)."""
+        try:
+            return self.type_cache[tp]
+        except KeyError:
+            pass
+        found = None
+        mods = sys.modules
+        for a in self.adapters.values():
+            if a.module in mods:
+                try:
+                    if a.owns(tp):
+                        found = a
+                        break
+                except Exception:
+                    continue
+        self.type_cache[tp] = found  # cleared whenever the set of adapters changes
+        return found
+
+    def adapter_named(self, to: Any) -> Adapter:
+        """The adapter for ``to``: a framework name, alias, or the framework's module object."""
+        a = self._names.get(to) if isinstance(to, str) else None
+        if a is not None:
+            return a
+        modname = getattr(to, "__name__", None) if not isinstance(to, str) else None
+        if isinstance(modname, str):
+            a = self._names.get(modname) or self._names.get(modname.split(".")[0])
+            if a is not None:
+                return a
+        known = ", ".join(sorted(self.adapters)) or "none"
+        broken = "; ".join(f"{b.name}: {b.error}" for b in self.broken)
+        tried = [f"registered frameworks: {known}"]
+        if broken:
+            tried.append(f"broken plugins: {broken}")
+        raise UnknownFrameworkError(
+            format_message(
+                f"Unknown target framework {to!r}.",
+                tried,
+                hint="pass one of the names above (or the module object); plugins install with "
+                "pip install 'arrayferry[jax]' / 'arrayferry[dask]'",
+            )
+        )
+
+    def parse_device(self, obj: Any) -> Device | None:
+        for a in self.adapters.values():
+            if a.module in sys.modules:
+                d = a.parse_device(obj)
+                if d is not None:
+                    return d
+        try:
+            result: Device | None = self.pm.hook.arrayferry_parse_device(obj=obj)
+        except Exception as exc:
+            raise PluginError(format_message(f"A plugin raised in arrayferry_parse_device({obj!r}).", [repr(exc)])) from exc
+        return result
+
+    def parse_dtype(self, obj: Any) -> str | None:
+        for a in self.adapters.values():
+            if a.module in sys.modules:
+                d = a.parse_dtype(obj)
+                if d is not None:
+                    return d
+        try:
+            result: str | None = self.pm.hook.arrayferry_parse_dtype(obj=obj)
+        except Exception as exc:
+            raise PluginError(format_message(f"A plugin raised in arrayferry_parse_dtype({obj!r}).", [repr(exc)])) from exc
+        return result
+
+
+_REGISTRY: Registry | None = None
+_REG_LOCK = threading.Lock()
+
+
+def registry() -> Registry:
+    """The process-wide registry, created on first use."""
+    global _REGISTRY
+    reg = _REGISTRY
+    if reg is None:
+        with _REG_LOCK:
+            if _REGISTRY is None:
+                _REGISTRY = Registry()
+            reg = _REGISTRY
+    return reg
+
+
+def reset_registry(**kwargs: Any) -> Registry:
+    """Replace the process-wide registry (tests; after installing a plugin at run time)."""
+    global _REGISTRY
+    old = _REGISTRY
+    with _REG_LOCK:
+        _REGISTRY = Registry(**kwargs)
+        if old is not None:
+            for fn in old._listeners:
+                _REGISTRY.on_change(fn)
+                fn()
+    return _REGISTRY

@@ -1,0 +1,1 @@
+"""Built-in adapters, each a plugin module registered exactly like a third-party plugin."""

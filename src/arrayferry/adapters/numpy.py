@@ -1,0 +1,136 @@
+"""The NumPy adapter: the host hub every CPU route passes through.
+
+NumPy aliases anything on the host: any dtype it knows, any strides, read-only memory (the
+result stays read-only). It cannot hold device memory.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from .._adapter import CPU, Adapter, ArrayInfo, identity
+from .._device import Device
+from .._dtypes import ML_DTYPES, _numpy_dtype_name, numpy_dtype
+from .._errors import UnsupportedArrayError, format_message
+from .._markers import hookimpl
+
+# numpy's flag bits (ndarray.flags.num): C_CONTIGUOUS, F_CONTIGUOUS, ALIGNED, WRITEABLE
+_C, _F, _ALIGNED, _WRITEABLE = 0x1, 0x2, 0x100, 0x400
+_MASK = _C | _F | _ALIGNED | _WRITEABLE
+
+
+class NumpyAdapter(Adapter):
+    name = "numpy"
+    module = "numpy"
+    aliases = ("np",)
+    distribution = "numpy"
+    min_version = "1.26"
+    install_hint = "numpy"
+    readonly_capable = True
+    host_export = True
+    host_import = True
+    dlpack_export = True
+    dlpack_import = True
+    priority = 0
+
+    def owns(self, tp: type) -> bool:
+        np = sys.modules["numpy"]
+        return issubclass(tp, np.ndarray)
+
+    def signature(self, x: Any) -> Hashable:
+        n = x.flags.num
+        if n & 3:
+            st = x.strides
+            if st and min(st) < 0:  # contiguous flags ignore strides of length-1 axes
+                return (type(x), x.dtype, n & _MASK, "negative")
+            return (type(x), x.dtype, n & _MASK)
+        return (type(x), x.dtype, n & _MASK, self.numpy_layout(x.strides, x.shape, False, False))
+
+    def describe(self, x: Any) -> ArrayInfo:
+        np = sys.modules["numpy"]
+        flags = x.flags.num
+        dt = x.dtype
+        st = x.strides
+        if flags & 3 and st and min(st) < 0:
+            layout = "negative"
+        else:
+            layout = self.numpy_layout(st, x.shape, bool(flags & _C), bool(flags & _F))
+        problem = None
+        if isinstance(x, np.ma.MaskedArray):
+            problem = (
+                UnsupportedArrayError,
+                format_message(
+                    f"Cannot convert a NumPy masked array ({dt} {x.shape}): the mask has no place in the target, and dropping it silently would change what the data means.",
+                    hint="use x.filled(fill_value) or np.ma.getdata(x) to choose what masked entries become, or convert x.mask separately",
+                ),
+            )
+        byteorder = "=" if dt.isnative or dt.byteorder == "|" else dt.byteorder
+        if byteorder == "=" and not dt.isnative:
+            byteorder = ">" if sys.byteorder == "little" else "<"
+        return ArrayInfo(
+            framework="numpy",
+            dtype=_numpy_dtype_name(dt),
+            shape=x.shape,
+            device=CPU,
+            readonly=not flags & _WRITEABLE,
+            layout=layout,
+            byteorder=byteorder,
+            aligned=bool(flags & _ALIGNED),
+            itemsize=dt.itemsize,
+            problem=problem,
+        )
+
+    def device_of(self, x: Any) -> Device:
+        return CPU
+
+    def data_pointer(self, x: Any) -> int | None:
+        return int(x.__array_interface__["data"][0])
+
+    def host_exporter(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        return identity
+
+    def export_host(self, x: Any) -> Any:
+        return sys.modules["numpy"].asarray(x)
+
+    def host_info(self, info: ArrayInfo) -> ArrayInfo:
+        return info
+
+    def host_importer(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        return identity
+
+    def import_host(self, arr: Any) -> Any:
+        return arr
+
+    def dlpack_import_refusals(self, info: ArrayInfo) -> list[str]:
+        out = []
+        if not info.device.is_host:
+            out.append(f"NumPy cannot alias memory on {info.device} (np.from_dlpack accepts host memory only)")
+        if info.dtype in ML_DTYPES:
+            out.append(f"np.from_dlpack does not accept {info.dtype}")
+        return out
+
+    def from_dlpack(self, x: Any) -> Any:
+        return sys.modules["numpy"].from_dlpack(x)
+
+    def copy(self, x: Any) -> Any:
+        return x.copy()
+
+    def cast(self, x: Any, dtype: str) -> Any:
+        np = sys.modules["numpy"]
+        if x.dtype.name in ML_DTYPES:
+            x = x.astype(np.float32)
+        return x.astype(numpy_dtype(dtype))
+
+    def parse_dtype(self, obj: Any) -> str | None:
+        np = sys.modules["numpy"]
+        try:
+            return _numpy_dtype_name(np.dtype(obj)) if not isinstance(obj, str) else None
+        except TypeError:
+            return None
+
+
+@hookimpl
+def arrayferry_adapters() -> list[Adapter]:
+    return [NumpyAdapter()]

@@ -1,0 +1,279 @@
+"""The PyTorch adapter (CPU and CUDA tensors).
+
+Constraints it declares to the planner, each a trap of torch's own conversion calls:
+
+* torch cannot represent negative strides: ``torch.from_numpy`` raises and ``torch.from_dlpack``
+  aborts the whole process (SIGABRT) on them, so such memory is always copied first;
+* torch tensors are always writable: read-only memory is copied, never aliased;
+* ``requires_grad`` tensors are detached (no copy); the conjugate and negative bits are
+  resolved (a copy), because DLPack silently drops the negative bit;
+* bfloat16 and float8 cross to NumPy by reinterpreting the bits (16- or 8-bit integer views) as
+  ``ml_dtypes`` types, never through a float32 round trip.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from .._adapter import CPU, Adapter, ArrayInfo, Step
+from .._device import Device
+from .._dtypes import ITEMSIZE, ML_DTYPES, numpy_dtype
+from .._errors import DeviceError, UnsupportedArrayError, format_message
+from .._markers import hookimpl
+
+_BITS_VIEW = {1: "uint8", 2: "int16"}
+
+
+def _torch() -> Any:
+    return sys.modules["torch"]
+
+
+def _detach(t: Any) -> Any:
+    return t.detach()
+
+
+def _resolve_bits(t: Any) -> Any:
+    return t.resolve_conj().resolve_neg()
+
+
+class TorchAdapter(Adapter):
+    name = "torch"
+    module = "torch"
+    aliases = ("pytorch", "pt")
+    distribution = "torch"
+    min_version = "2.1"
+    install_hint = "torch"
+    readonly_capable = False
+    host_export = True
+    host_import = True
+    dlpack_export = True
+    dlpack_import = True
+
+    # -- detection -------------------------------------------------------------------------
+    def owns(self, tp: type) -> bool:
+        return issubclass(tp, _torch().Tensor)
+
+    def signature(self, t: Any) -> Hashable:
+        return (type(t), t.dtype, t.device, t.layout, t.requires_grad, t.is_conj(), t.is_neg(), t.is_contiguous())
+
+    def describe(self, t: Any) -> ArrayInfo:
+        torch = _torch()
+        dname = str(t.dtype)[6:]
+        dev = t.device
+        device = Device(dev.type, dev.index)
+        problem = None
+        if t.layout != torch.strided:
+            problem = (
+                UnsupportedArrayError,
+                format_message(
+                    f"Cannot convert a torch tensor with layout {t.layout} ({dname}, shape {tuple(t.shape)}): only strided (dense) tensors hold their data as an array.",
+                    hint="call t.to_dense() first (it copies)",
+                ),
+            )
+        elif dev.type == "meta":
+            problem = (
+                DeviceError,
+                format_message(
+                    f"Cannot convert a torch tensor on the meta device ({dname}, shape {tuple(t.shape)}): meta tensors have no data.",
+                    hint="materialise it on a real device first (e.g. torch.empty_like(t, device='cpu'))",
+                ),
+            )
+        flags = set()
+        if t.requires_grad:
+            flags.add("requires_grad")
+        if t.is_conj():
+            flags.add("conj")
+        if t.is_neg():
+            flags.add("neg")
+        return ArrayInfo(
+            framework="torch",
+            dtype=dname,
+            shape=tuple(t.shape),
+            device=device,
+            readonly=False,
+            layout="contiguous" if t.is_contiguous() else "strided",
+            itemsize=t.element_size(),
+            flags=frozenset(flags),
+            problem=problem,
+        )
+
+    def device_of(self, t: Any) -> Device:
+        dev = t.device
+        return Device(dev.type, dev.index)
+
+    def data_pointer(self, t: Any) -> int | None:
+        return int(t.data_ptr())
+
+    def parse_device(self, obj: Any) -> Device | None:
+        torch = _torch()
+        if isinstance(obj, torch.device):
+            return Device(obj.type, obj.index)
+        return None
+
+    def parse_dtype(self, obj: Any) -> str | None:
+        torch = _torch()
+        if isinstance(obj, torch.dtype):
+            name = str(obj)[6:]
+            return name if name in ITEMSIZE else None
+        return None
+
+    # -- devices ---------------------------------------------------------------------------
+    def devices(self) -> list[Device]:
+        torch = self.namespace()
+        out = [CPU]
+        try:
+            if torch.cuda.is_available():
+                out.extend(Device("cuda", i) for i in range(torch.cuda.device_count()))
+        except Exception:
+            pass
+        return out
+
+    def check_device(self, device: Device) -> None:
+        if device.type == "cpu":
+            return
+        torch = self.namespace()
+        if device.type == "cuda":
+            cuda_build = getattr(torch.version, "cuda", None) or getattr(torch.version, "hip", None)
+            if not cuda_build:
+                raise DeviceError(
+                    format_message(
+                        f"no CUDA device available: torch {torch.__version__} is a CPU build (torch.version.cuda is None); asked for device {str(device)!r}.",
+                        hint="install a CUDA build of torch on a machine with a GPU, or use device='cpu'",
+                    )
+                )
+            try:
+                available = bool(torch.cuda.is_available())
+                count = int(torch.cuda.device_count()) if available else 0
+            except Exception as exc:  # broken driver: report, never leak
+                raise DeviceError(
+                    format_message(
+                        f"no CUDA device available: asking torch for CUDA devices failed; asked for {str(device)!r}.",
+                        [f"torch.cuda.is_available() raised {type(exc).__name__}: {exc}"],
+                        hint="check the NVIDIA driver (nvidia-smi), or use device='cpu'",
+                    )
+                ) from exc
+            if not available:
+                raise DeviceError(
+                    format_message(
+                        f"no CUDA device available: torch {torch.__version__} was built with CUDA {torch.version.cuda} but torch.cuda.is_available() is False (no driver or no GPU); asked for {str(device)!r}.",
+                        hint="run on a machine with an NVIDIA GPU and driver, or use device='cpu'",
+                    )
+                )
+            if device.index is not None and device.index >= count:
+                raise DeviceError(
+                    format_message(
+                        f"CUDA device {device.index} does not exist; torch sees {count} device(s); asked for {str(device)!r}.",
+                        hint=f"use an index below {count}",
+                    )
+                )
+            return
+        if device.type == "meta":
+            raise DeviceError(format_message("the meta device holds no data; arrayferry cannot place arrays there.", hint="use 'cpu' or 'cuda'"))
+        raise DeviceError(
+            format_message(
+                f"torch device type {device.type!r} is not supported by arrayferry's torch adapter (asked for {str(device)!r}).",
+                hint="use 'cpu' or 'cuda[:N]'",
+            )
+        )
+
+    # -- routes ----------------------------------------------------------------------------
+    def prepare(self, info: ArrayInfo) -> list[Step]:
+        steps = []
+        if "requires_grad" in info.flags:
+            steps.append(Step("detach", "detach from autograd (t.detach(), no copy; gradients do not flow into the result)", _detach))
+        if "conj" in info.flags or "neg" in info.flags:
+            bits = " and ".join(b for b in ("conj", "neg") if b in info.flags)
+            steps.append(Step("resolve_bits", f"materialise the lazy {bits} bit (a copy; DLPack and NumPy would drop or refuse it)",
+                              _resolve_bits, copies=True))
+        return steps
+
+    def host_info(self, info: ArrayInfo) -> ArrayInfo:
+        return info.with_(framework="numpy", readonly=False)
+
+    def host_exporter(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        torch = _torch()
+        if info.dtype in ML_DTYPES:
+            bits = getattr(torch, _BITS_VIEW[ITEMSIZE[info.dtype]])
+            npdt = numpy_dtype(info.dtype)
+
+            def export_bits(t: Any) -> Any:
+                return t.view(bits).numpy().view(npdt)
+
+            return export_bits
+        return torch.Tensor.numpy  # type: ignore[no-any-return]
+
+    def export_host(self, t: Any) -> Any:
+        return self.host_exporter(self.describe(t))(t)
+
+    def host_import_refusals(self, info: ArrayInfo) -> list[str]:
+        out = []
+        if info.layout == "negative":
+            out.append("torch cannot represent negative strides (torch.from_numpy raises; torch.from_dlpack aborts the process)")
+        if info.readonly:
+            out.append("torch tensors are always writable: aliasing read-only memory would let writes through")
+        if info.byteorder != "=":
+            out.append("torch holds native byte order only (a byte swap is needed)")
+        return out
+
+    def host_importer(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        torch = _torch()
+        if info.dtype in ML_DTYPES:
+            np = sys.modules["numpy"]
+            npbits = np.dtype(_BITS_VIEW[ITEMSIZE[info.dtype]])
+            tdt = getattr(torch, info.dtype)
+
+            def import_bits(a: Any) -> Any:
+                return torch.from_numpy(a.view(npbits)).view(tdt)
+
+            return import_bits
+        return torch.from_numpy  # type: ignore[no-any-return]
+
+    def import_host(self, arr: Any) -> Any:
+        from ..adapters.numpy import NumpyAdapter
+
+        return self.host_importer(NumpyAdapter().describe(arr))(arr)
+
+    def dlpack_import_refusals(self, info: ArrayInfo) -> list[str]:
+        out = self.host_import_refusals(info)
+        if info.dtype in ML_DTYPES and info.dtype != "bfloat16":
+            out.append(f"DLPack has no {info.dtype} type code")
+        return out
+
+    def from_dlpack(self, x: Any) -> Any:
+        return _torch().from_dlpack(x)
+
+    # -- native operations -----------------------------------------------------------------
+    def copy(self, t: Any) -> Any:
+        return t.clone(memory_format=_torch().contiguous_format)
+
+    def cast(self, t: Any, dtype: str) -> Any:
+        return t.to(getattr(_torch(), dtype))
+
+    def check_cast(self, t: Any, src: str, dst: str) -> None:
+        from .._dtypes import kind_of
+        from .._errors import LossyConversionError
+
+        torch = _torch()
+        if t.numel() == 0:
+            return
+        ks, kd = kind_of(src), kind_of(dst)
+        if ks == "c" and kd != "c" and bool((t.imag != 0).any()):
+            raise LossyConversionError(format_message(f"Casting {src} to {dst} would drop non-zero imaginary parts.",
+                                                      hint="take .real explicitly first if that is what you want"))
+        if ks in "fc" and kd in "iu" and not bool(torch.isfinite(t).all()):
+            raise LossyConversionError(format_message(
+                f"Casting {src} to {dst}: the input holds NaN or infinity, which {dst} cannot represent.",
+                hint="replace them first (torch.nan_to_num) or keep a floating dtype"))
+
+    def to_host(self, t: Any) -> Any:
+        return t.to("cpu")
+
+    def to_device(self, t: Any, device: Device) -> Any:
+        return t.to(_torch().device(str(device)))
+
+
+@hookimpl
+def arrayferry_adapters() -> list[Adapter]:
+    return [TorchAdapter()]

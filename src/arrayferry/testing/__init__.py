@@ -1,0 +1,1 @@
+"""The conformance kit for plugin authors (a pytest plugin): see ``docs/plugins.md``."""
