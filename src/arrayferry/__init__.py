@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._adapter import Adapter, ArrayInfo, Step
-from ._api import FrameworkInfo, clear_cache, convert, device_of, framework_of, frameworks, plan
+from ._adapter import Adapter, ArrayInfo, Step, identity
+from ._api import FrameworkInfo, clear_cache, convert, device_of, export_dlpack, framework_of, frameworks, plan
+from ._decorator import MixedFrameworksError, accepts, namespace_for
 from ._device import Device
 from ._dtypes import CANONICAL as CANONICAL_DTYPES
 from ._errors import (
+    ArgumentError,
     ArrayFerryError,
     CopyRequiredError,
     DeviceError,
@@ -28,6 +30,8 @@ from ._errors import (
     UnsupportedDTypeError,
 )
 from ._plan import Plan
+from ._shares import shares_memory
+from ._tree import LeafPlan, TreePlan, convert_tree, plan_tree, register_container, unregister_container
 
 if TYPE_CHECKING:
     import pluggy
@@ -38,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Adapter",
+    "ArgumentError",
     "ArrayFerryError",
     "ArrayInfo",
     "CANONICAL_DTYPES",
@@ -50,12 +55,14 @@ __all__ = [
     "Plan",
     "PluginError",
     "Step",
+    "identity",
     "UnknownFrameworkError",
     "UnsupportedArrayError",
     "UnsupportedDTypeError",
     "__version__",
     "clear_cache",
     "convert",
+    "export_dlpack",
     "device_of",
     "framework_of",
     "frameworks",
@@ -64,6 +71,16 @@ __all__ = [
     "register_plugin",
     "unregister_plugin",
     "broken_plugins",
+    "convert_tree",
+    "plan_tree",
+    "TreePlan",
+    "LeafPlan",
+    "register_container",
+    "unregister_container",
+    "accepts",
+    "MixedFrameworksError",
+    "namespace_for",
+    "shares_memory",
 ]
 
 

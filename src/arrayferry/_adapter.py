@@ -135,6 +135,10 @@ class Adapter:
     host_import: bool = True
     dlpack_export: bool = False
     dlpack_import: bool = False
+    #: ``__cuda_array_interface__`` (v3) as a second zero-copy route between CUDA frameworks:
+    #: the source exposes it, the target wraps it with ``from_cai``.
+    cai_export: bool = False
+    cai_import: bool = False
     #: Bigger is preferred among equally cheap routes into this framework.
     priority: int = 0
     #: True when plans into this framework depend on more than the source's signature
@@ -208,7 +212,9 @@ class Adapter:
         """Extra facts about ``x`` that plans into this framework depend on (``refines = True``).
 
         The result is stored as ``ArrayInfo.extra`` and keys the plan cache, e.g.
-        ``(("aligned64", True),)`` computed from ``source.data_pointer(x)``.
+        ``(("aligned64", True),)`` computed from ``source.data_pointer(x)``. The planner clears
+        ``extra`` (to ``()``) once a step has copied the data into fresh memory, since the facts no
+        longer apply; host copies (``host_copy`` steps) are 64-byte aligned.
         """
         return ()
 
@@ -239,7 +245,18 @@ class Adapter:
             check_cast_values(self.export_host(x), src, dst)
 
     def check_device(self, device: Device) -> None:
-        """Raise :class:`DeviceError` unless arrays can be placed on ``device`` now."""
+        """Raise :class:`DeviceError` unless arrays can be placed on ``device`` now.
+
+        Default: the host only, which has a single device (``"cpu:2"`` is refused rather than
+        silently placed on ``"cpu"``).
+        """
+        if device.type == "cpu" and device.index is not None:
+            raise DeviceError(
+                format_message(
+                    f"{self.name} has a single host device; device {str(device)!r} was asked for.",
+                    hint="use device='cpu' (only JAX-style frameworks have several host devices)",
+                )
+            )
         if device.type != "cpu":
             raise DeviceError(
                 format_message(
@@ -261,7 +278,11 @@ class Adapter:
         if self.supports_dtype(dtype, device):
             return dtype
         raise UnsupportedDTypeError(
-            format_message(f"{self.name} cannot hold {dtype} arrays on {device}.")
+            format_message(
+                f"{self.name} cannot hold {dtype} arrays on {device}.",
+                [f"{self.name}.supports_dtype({dtype!r}, {str(device)!r}) is False"],
+                hint=f"pass dtype= with a type {self.name} supports, or convert to another framework",
+            )
         )
 
     # -- routes ------------------------------------------------------------------------------
@@ -290,7 +311,12 @@ class Adapter:
         raise NotImplementedError
 
     def host_import_refusals(self, info: ArrayInfo) -> list[str]:
-        """Reasons ``import_host`` cannot alias a NumPy array described by ``info``."""
+        """Reasons ``import_host`` cannot alias a NumPy array described by ``info``.
+
+        For the import methods (``host_import_refusals``, ``import_copies``, ``host_importer``),
+        ``info.device`` is the host device the result must land on (``cpu``, or ``cpu:N`` for a
+        framework with several host devices such as JAX); the NumPy array itself is in host memory.
+        """
         return []
 
     def import_copies(self, info: ArrayInfo) -> str | None:
@@ -307,6 +333,14 @@ class Adapter:
 
     def from_dlpack(self, x: Any) -> Any:
         """A native array aliasing ``x`` (any ``__dlpack__`` producer) on the same device."""
+        raise NotImplementedError
+
+    def cai_import_refusals(self, info: ArrayInfo) -> list[str]:
+        """Reasons ``from_cai`` cannot alias an array described by ``info`` (``cai_import``)."""
+        return []
+
+    def from_cai(self, x: Any) -> Any:
+        """A native array wrapping ``x.__cuda_array_interface__`` (same device, no copy)."""
         raise NotImplementedError
 
     # -- native operations -------------------------------------------------------------------
@@ -334,9 +368,8 @@ class Adapter:
             return "contiguous"
         if f:
             return "fortran"
-        live = [s for s, n in zip(strides, shape) if n > 1]
-        if any(s < 0 for s in live):
+        if any(s < 0 for s in strides):  # torch refuses negative strides even on length-1 axes
             return "negative"
-        if any(s == 0 for s in live):
+        if any(s == 0 for s, n in zip(strides, shape, strict=True) if n > 1):
             return "broadcast"
         return "strided"

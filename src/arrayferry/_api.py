@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._adapter import Adapter
 from ._device import Device
-from ._errors import UnknownFrameworkError, format_message
-from ._plan import Plan, Template, build_template, run_template
+from ._errors import ArrayFerryError, UnknownFrameworkError, format_message
+from ._plan import Plan, Template, build_template, failure, run_template
 from ._registry import registry
 
-__all__ = ["convert", "plan", "framework_of", "device_of", "frameworks", "FrameworkInfo", "clear_cache"]
+if TYPE_CHECKING:  # typing only: convert's overloads name each framework's array type
+    import jax
+    import numpy
+    import numpy.typing
+    import torch
+
+__all__ = ["convert", "plan", "framework_of", "device_of", "frameworks", "FrameworkInfo", "clear_cache", "export_dlpack"]
 
 _PLANS: dict[Hashable, Any] = {}
 _TYPES: dict[type, Adapter] = {}
@@ -56,13 +62,29 @@ def _source_adapter(x: Any) -> Adapter:
 
 def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None) -> tuple[Template, Hashable]:
     tgt = registry().adapter_named(to)
+    tgt.namespace()  # a registered framework that is not installed: UnknownFrameworkError with a hint
     info = src.describe(x)
     if tgt.refines:
-        info = info.with_(extra=tgt.refine_key(src, x))
+        info = info.with_(extra=info.extra + tuple(tgt.refine_key(src, x)))
     return build_template(src, info, tgt, device, dtype, copy), src.signature(x)
 
 
-def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None) -> Any:
+@overload
+def convert(x: Any, to: Literal["numpy", "np"], *, device: Any = None, dtype: Any = None,
+            copy: bool | None = None, stream: Any = None) -> numpy.typing.NDArray[Any]: ...
+@overload
+def convert(x: Any, to: Literal["torch", "pytorch", "pt"], *, device: Any = None, dtype: Any = None,
+            copy: bool | None = None, stream: Any = None) -> torch.Tensor: ...
+@overload
+def convert(x: Any, to: Literal["jax"], *, device: Any = None, dtype: Any = None,
+            copy: bool | None = None, stream: Any = None) -> jax.Array: ...
+@overload
+def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+            stream: Any = None) -> Any: ...
+
+
+def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+            stream: Any = None) -> Any:
     """Convert ``x`` to framework ``to`` by the cheapest correct route.
 
     :param x: an array of any registered framework.
@@ -72,10 +94,20 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
     :param dtype: a dtype name or any framework's dtype; the cast is part of the plan.
     :param copy: ``None`` aliases when possible, ``False`` never copies (raises
         :class:`CopyRequiredError`), ``True`` always returns memory nothing else holds.
+    :param stream: the CUDA stream the result will be used on: a ``torch.cuda.Stream``,
+        ``cupy.cuda.Stream``, an object with ``__cuda_stream__``, or an integer handle (DLPack
+        convention: 1 legacy default, 2 per-thread default, -1 no synchronisation). Device work runs
+        on it and DLPack producers order their pending work before it. Default: each target
+        framework's current stream (see ``docs/devices.md``). Not part of the plan cache key.
     :returns: the converted array. ``plan(x, ...)`` says how it will be done.
     """
+    if stream is not None:
+        from ._cuda import parse_stream, using_stream
+
+        with using_stream(parse_stream(stream)):
+            return convert(x, to, device=device, dtype=dtype, copy=copy)
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    key = (src.signature(x), to, device, dtype, copy)
+    key = (src, src.signature(x), to, device, dtype, copy)
     try:
         ent = _PLANS.get(key)
     except TypeError:  # unhashable device/dtype object: plan every time
@@ -114,17 +146,54 @@ def _runner(t: Template) -> Any:
     def go(x: Any) -> Any:
         try:
             return run(x)
-        except Exception:
-            return run_template(t, x)  # re-raises as an ArrayFerryError naming the route
+        except ArrayFerryError:
+            raise
+        except Exception as exc:
+            raise failure(t, exc) from exc  # foreign errors become an ArrayFerryError naming the route
 
     return go
 
 
-def plan(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None) -> Plan:
-    """Plan the conversion of ``x`` without moving any data; same arguments as :func:`convert`."""
+def plan(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+         stream: Any = None) -> Plan:
+    """Plan the conversion of ``x`` without moving any data; same arguments as :func:`convert`.
+
+    A ``stream=`` is kept by the plan and used each time ``plan.execute(x)`` runs.
+    """
     src = _TYPES.get(type(x)) or _source_adapter(x)
     t, sig = _template(x, src, to, device, dtype, copy)
-    return Plan(t, src, sig)
+    return Plan(t, src, sig, stream)
+
+
+def export_dlpack(x: Any, *, stream: Any = None) -> Any:
+    """A DLPack producer for ``x`` that any consumer (``from_dlpack``) can take, without copying
+    unless the source must resolve a lazy state first (torch's conjugate/negative bits).
+
+    The source adapter's preparation runs first (``requires_grad`` tensors are detached, lazy bits
+    resolved), so consumers never meet the states they refuse or misread. With ``stream=`` the
+    export is ordered before that stream whatever stream the consumer asks for (DLPack's
+    ``__dlpack__(stream=...)``: the producer makes the stream wait); without it the consumer's own
+    stream request is passed through. Host producers are never sent a stream.
+    """
+    from ._cuda import DLPackExport, parse_stream
+    from ._errors import UnsupportedArrayError
+
+    spec = parse_stream(stream)
+    src = _TYPES.get(type(x)) or _source_adapter(x)
+    info = src.describe(x)
+    if info.problem is not None:
+        cls, msg = info.problem
+        raise cls(msg)
+    if not src.dlpack_export:
+        raise UnsupportedArrayError(
+            format_message(
+                f"{src.name} arrays cannot be exported through DLPack ({info.summary()}).",
+                hint="convert to a framework that exports DLPack first (arrayferry.convert(x, 'numpy'))",
+            )
+        )
+    for step in src.prepare(info):
+        x = step.fn(x)
+    return DLPackExport(x, None if spec is None else spec.handle)
 
 
 def framework_of(x: Any) -> str | None:

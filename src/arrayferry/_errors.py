@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "ArgumentError",
     "ArrayFerryError",
     "CopyRequiredError",
     "DeviceError",
@@ -24,6 +25,10 @@ __all__ = [
 
 class ArrayFerryError(Exception):
     """Base class of every error arrayferry raises on purpose."""
+
+
+class ArgumentError(ArrayFerryError, TypeError):
+    """An argument of an arrayferry call has the wrong type or value (``copy="yes"``, ...)."""
 
 
 class CopyRequiredError(ArrayFerryError, BufferError):

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._adapter import CPU, Adapter, ArrayInfo, Step, identity
-from ._hostops import host_copy_step
 from ._device import Device
 from ._dtypes import ITEMSIZE, ML_DTYPES, is_narrowing, kind_of, numpy_dtype
 from ._errors import (
+    ArgumentError,
     ArrayFerryError,
     CopyRequiredError,
     DeviceError,
@@ -36,10 +36,11 @@ from ._errors import (
     UnsupportedDTypeError,
     format_message,
 )
+from ._hostops import host_copy_step
 
 __all__ = ["Plan", "build_template", "Template"]
 
-_ROUTE_ORDER = {"native": 0, "host": 1, "dlpack": 2}
+_ROUTE_ORDER = {"native": 0, "host": 1, "dlpack": 2, "cai": 3}
 
 
 def _policy(copy: bool | None) -> str:
@@ -74,12 +75,20 @@ class Plan:
     signature.
     """
 
-    __slots__ = ("_t", "_key", "_adapter")
+    __slots__ = ("_t", "_key", "_adapter", "_stream")
 
-    def __init__(self, template: Template, adapter: Adapter, key: Hashable) -> None:
+    def __init__(self, template: Template, adapter: Adapter, key: Hashable, stream: Any = None) -> None:
+        from ._cuda import parse_stream
+
         self._t = template
         self._adapter = adapter
         self._key = key
+        self._stream = parse_stream(stream)
+
+    @property
+    def stream(self) -> Any:
+        """The parsed ``stream=`` (a ``StreamSpec`` with the DLPack handle), or ``None``."""
+        return self._stream
 
     # -- what the plan is ----------------------------------------------------------------------
     @property
@@ -164,6 +173,9 @@ class Plan:
         if t.notes:
             lines.append("Notes:")
             lines.extend(f"  - {n}" for n in t.notes)
+        if self._stream is not None:
+            lines.append(f"Stream: {self._stream}: device work runs on it and DLPack exports are ordered before it; "
+                         "the result is safe to use on it (see docs/devices.md)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -194,6 +206,11 @@ class Plan:
                     hint="make a new plan with arrayferry.plan(x, ...)",
                 )
             )
+        if self._stream is not None:
+            from ._cuda import using_stream
+
+            with using_stream(self._stream):
+                return run_template(self._t, x)
         return run_template(self._t, x)
 
     __call__ = execute
@@ -205,13 +222,21 @@ def run_template(t: Template, x: Any) -> Any:
     except ArrayFerryError:
         raise
     except Exception as exc:
-        raise ArrayFerryError(
-            format_message(
-                f"Converting {t.source.summary()} to {t.target} failed while running the {t.route} route.",
-                [f"steps: {', '.join(s.name for s in t.steps) or 'identity'}", f"{type(exc).__name__}: {exc}"],
-                hint="this is a bug in arrayferry or a plugin (the plan should have predicted it); please report it",
-            )
-        ) from exc
+        raise failure(t, exc) from exc
+
+
+def failure(t: Template, exc: Exception) -> Exception:
+    """The error to raise when running ``t`` raised ``exc``: our own errors pass through, foreign
+    ones become an :class:`ArrayFerryError` naming the route (the plan should have predicted them)."""
+    if isinstance(exc, ArrayFerryError):
+        return exc
+    return ArrayFerryError(
+        format_message(
+            f"Converting {t.source.summary()} to {t.target} failed while running the {t.route} route.",
+            [f"steps: {', '.join(s.name for s in t.steps) or 'identity'}", f"{type(exc).__name__}: {exc}"],
+            hint="this is a bug in arrayferry or a plugin (the plan should have predicted it); please report it",
+        )
+    )
 
 
 def _fmt_bytes(n: int) -> str:
@@ -263,16 +288,23 @@ class _Refusal(Exception):
 def resolve_device(info: ArrayInfo, tgt: Adapter, src: Adapter, device: Any) -> Device:
     if device is None:
         cands = [info.device, Device(info.device.type), CPU]
+        if info.device.is_host:  # a target that only holds device memory (CuPy): its current CUDA device
+            cands.append(Device("cuda"))
         last: Exception | None = None
-        for d in cands:
+        first_device_error: Exception | None = None  # why a GPU candidate failed says more than "not cpu"
+        for d in dict.fromkeys(cands):
             try:
                 tgt.check_device(d)
                 return d
             except DeviceError as exc:
                 last = exc
+                if not d.is_host and first_device_error is None:
+                    first_device_error = exc
         assert last is not None
-        raise last
+        raise first_device_error or last
     d = Device.parse(device)
+    if d.index is None and d.type == info.device.type and info.device.index is not None:
+        d = info.device  # "cuda" for an array already on a GPU means "stay on that GPU"
     tgt.check_device(d)
     return d
 
@@ -284,7 +316,18 @@ def build_template(
     from ._dtypes import canonical_name
 
     if copy not in (None, True, False):
-        raise TypeError(f"copy must be None, True or False, got {copy!r}")
+        raise ArgumentError(
+            format_message(
+                f"copy must be None, True or False; got {copy!r}.",
+                ["None: alias when possible; False: never copy (CopyRequiredError); True: always independent memory"],
+                hint="pass copy=None, copy=False or copy=True",
+            )
+        )
+    from ._capabilities import check_min_version  # remembered per (framework, version): cheap
+
+    check_min_version(src)
+    if tgt is not src:
+        check_min_version(tgt)
     if info.problem is not None:
         cls, msg = info.problem
         raise cls(msg)
@@ -332,6 +375,8 @@ def build_template(
         builders.append(("host", lambda: _host_route(src, info, tgt, tdev, tdt, copy, explicit_cast)))
     if src.dlpack_export and tgt.dlpack_import:
         builders.append(("dlpack", lambda: _dlpack_route(src, info, tgt, tdev, tdt, copy, explicit_cast)))
+    if src.cai_export and tgt.cai_import:
+        builders.append(("cai", lambda: _dlpack_route(src, info, tgt, tdev, tdt, copy, explicit_cast, via="cai")))
 
     ok: list[tuple[tuple[int, int, int, int], str, list[Step]]] = []
     refused: list[tuple[str, str]] = []
@@ -356,9 +401,15 @@ def build_template(
     )
     if not ok:
         tried = [f"{r}: {why}" for r, why in refused] or ["no route connects these frameworks"]
-        if dtype_problems and len(dtype_problems) == len(refused):
+        # A dtype problem on one route is the error unless copy=False is what blocked another route
+        # (e.g. torch bf16 -> numpy without ml_dtypes: host lacks ml_dtypes, np.from_dlpack refuses bf16).
+        copy_blocked = copy is False and any(why.startswith("needs a copy") for _, why in refused)
+        if dtype_problems and not copy_blocked:
             raise UnsupportedDTypeError(format_message(asked, tried, hint=_dtype_hint(info.dtype, tdt)))
         if copy is False:
+            if tdev != info.device and (not info.device.is_host or not tdev.is_host):
+                where = "host memory" if info.device.is_host else f"device memory on {info.device}"
+                tried.append(f"{where} cannot be aliased by {tgt.name} on {tdev}: moving between devices always copies")
             raise CopyRequiredError(
                 format_message(asked, tried, hint="use copy=None to allow a copy when one is needed")
             )
@@ -402,6 +453,13 @@ def _warn_step(msg: str) -> Step:
     return Step("warn", "warn that floats were narrowed", warn)
 
 
+def _mover(adapter: Adapter, device: Device) -> Callable[[Any], Any]:
+    def move(x: Any) -> Any:
+        return adapter.to_device(x, device)
+
+    return move
+
+
 def _cast_step(src: Adapter, s_dt: str, d_dt: str, check: bool) -> Step:
     if check and (kind_of(s_dt) in "fc" and kind_of(d_dt) in "iub" or kind_of(s_dt) == "c" and kind_of(d_dt) != "c"):
         def cast(x: Any) -> Any:
@@ -417,7 +475,7 @@ def _native_route(src: Adapter, info: ArrayInfo, tdev: Device, tdt: str, copy: b
     steps: list[Step] = []
     if tdev != info.device:
         steps.append(Step("to_device", f"move from {info.device} to {tdev} ({src.name})",
-                          lambda x, d=tdev: src.to_device(x, d), copies=True, transfer=True))
+                          _mover(src, tdev), copies=True, transfer=True))
     if tdt != info.dtype:
         steps.append(_cast_step(src, info.dtype, tdt, explicit_cast))
     if copy and not steps:
@@ -429,6 +487,8 @@ def _host_route(
     src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None, explicit_cast: bool
 ) -> list[Step]:
     for name in (info.dtype, tdt):
+        if name not in ITEMSIZE:  # structured, object, datetime ...: only the framework's own ops (native route)
+            raise _Refusal(f"the host route carries canonical dtypes only, not {name}", dtype_problem=True)
         if name in ML_DTYPES:
             try:
                 numpy_dtype(name)
@@ -439,38 +499,58 @@ def _host_route(
     if steps:
         cur = cur.with_(flags=frozenset())
         if any(s.copies for s in steps):
-            cur = cur.with_(layout="contiguous", readonly=False, aligned=True)
+            # fresh memory: ``extra`` (facts about the source's memory, from refine_key) no longer applies
+            cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
     if not cur.device.is_host:
         steps.append(Step("to_host", f"stage from {cur.device} into host memory ({src.name})", src.to_host,
                           copies=True, transfer=True))
-        cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True)
+        cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True, extra=())
     hinfo = src.host_info(cur)
     if hinfo.problem is not None:
         raise _Refusal(hinfo.problem[1])
     steps.append(Step("export_host", f"view as NumPy without copying ({src.name})", src.host_exporter(hinfo)))
+    if tdev.is_host:
+        # the target's import lands directly on this host device (JAX has several CPU devices)
+        hinfo = hinfo.with_(device=tdev)
     reasons = tgt.host_import_refusals(hinfo)
     if tdt != hinfo.dtype:
         reasons = [*reasons, f"cast {hinfo.dtype} to {tdt}"]
     copied_already = any(s.copies for s in steps)
-    if copy and not copied_already and tdev.is_host and not reasons:
+    # an import that copies anyway (dask's from_array, JAX on unaligned memory) already gives
+    # independent memory: copy=True must not add a second copy before it
+    if copy and not copied_already and tdev.is_host and not reasons and not tgt.import_copies(hinfo):
         reasons.append("copy=True asks for independent memory")
     if reasons:
         steps.append(host_copy_step(hinfo.dtype, tdt, reasons, check_values=explicit_cast))
         hinfo = hinfo.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, byteorder="=",
-                            itemsize=ITEMSIZE.get(tdt, hinfo.itemsize))
+                            itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=())
         still = tgt.host_import_refusals(hinfo)
         if still:
             raise _Refusal("; ".join(still))
     again = tgt.import_copies(hinfo)
     steps.append(Step("import_host", f"{tgt.name} takes the NumPy memory " + (f"(copies: {again})" if again else "without copying"),
-                      tgt.host_importer(hinfo), copies=bool(again)))
+                      tgt.host_importer(hinfo), copies=bool(again),
+                      # a copying import onto another host device (JAX cpu:3 -> cpu:1) is a transfer
+                      transfer=bool(again) and tdev != cur.device))
     if not tdev.is_host:
         steps.append(Step("to_device", f"transfer from the host to {tdev} ({tgt.name})",
-                          lambda x, d=tdev: tgt.to_device(x, d), copies=True, transfer=True))
+                          _mover(tgt, tdev), copies=True, transfer=True))
     return steps
 
 
-def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None, explicit_cast: bool) -> list[Step]:
+def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None,
+                  explicit_cast: bool, via: str = "dlpack") -> list[Step]:
+    """The ``dlpack`` route, or with ``via="cai"`` the ``cai`` route (``__cuda_array_interface__``:
+    device memory only, same device; adapters opt in with ``cai_export``/``cai_import`` and
+    implement ``from_cai`` and ``cai_import_refusals``)."""
+    if via == "cai":
+        if info.device.is_host or tdev.is_host:
+            raise _Refusal("__cuda_array_interface__ describes device memory; "
+                           + ("the source is in host memory" if info.device.is_host else f"the target is on {tdev}"))
+        if info.dtype in ML_DTYPES:
+            raise _Refusal(f"__cuda_array_interface__ has no type string for {info.dtype}", dtype_problem=True)
+    if info.dtype not in ITEMSIZE or tdt not in ITEMSIZE:
+        raise _Refusal(f"DLPack has no type code for {info.dtype if info.dtype not in ITEMSIZE else tdt}", dtype_problem=True)
     if info.dtype in ML_DTYPES and info.dtype != "bfloat16":
         raise _Refusal(f"DLPack has no {info.dtype} type code", dtype_problem=True)
     if info.byteorder != "=":
@@ -480,27 +560,32 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
     if steps:
         cur = cur.with_(flags=frozenset())
         if any(s.copies for s in steps):
-            cur = cur.with_(layout="contiguous", readonly=False, aligned=True)
+            cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
     if tdt != cur.dtype:
         steps.append(_cast_step(src, cur.dtype, tdt, explicit_cast))
-        cur = cur.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True)
+        cur = cur.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, extra=())
     if cur.device != tdev and tdev.is_host and not cur.device.is_host:
         steps.append(Step("to_host", f"stage from {cur.device} into host memory ({src.name})", src.to_host,
                           copies=True, transfer=True))
-        cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True)
-    refusals = tgt.dlpack_import_refusals(cur)
+        cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True, extra=())
+    import_refusals = tgt.cai_import_refusals if via == "cai" else tgt.dlpack_import_refusals
+    refusals = import_refusals(cur)
     if refusals:
         if any(s.copies for s in steps):
             raise _Refusal("; ".join(refusals))
         steps.append(Step("copy", f"copy in {src.name} first ({'; '.join(refusals)})", src.copy, copies=True))
-        cur = cur.with_(layout="contiguous", readonly=False, aligned=True)
-        again = tgt.dlpack_import_refusals(cur)
+        cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
+        again = import_refusals(cur)
         if again:
-            raise _Refusal("; ".join(again))
-    steps.append(Step("from_dlpack", f"{tgt.name} consumes the DLPack capsule without copying", tgt.from_dlpack))
+            raise _Refusal(f"{'; '.join(refusals)} (and a copy first would not help: {'; '.join(again)})")
+    if via == "cai":
+        steps.append(Step("from_cai", f"{tgt.name} wraps the source's __cuda_array_interface__ without copying "
+                          "(ordered after the producer's stream)", tgt.from_cai))
+    else:
+        steps.append(Step("from_dlpack", f"{tgt.name} consumes the DLPack capsule without copying", tgt.from_dlpack))
     if cur.device != tdev:
         steps.append(Step("to_device", f"transfer from {cur.device} to {tdev} ({tgt.name})",
-                          lambda x, d=tdev: tgt.to_device(x, d), copies=True, transfer=True))
+                          _mover(tgt, tdev), copies=True, transfer=True))
     if copy and not any(s.copies for s in steps):
         steps.append(Step("copy", f"copy ({tgt.name}), because copy=True", tgt.copy, copies=True))
     return steps

@@ -71,7 +71,9 @@ class Registry:
 
         try:
             mod = importlib.import_module(modname)
-            self.pm.register(mod, name=name)
+            self._add(mod, name)
+        except PluginError as exc:
+            self.broken.append(BrokenPlugin(name, str(exc)))
         except Exception as exc:  # a broken plugin must not break the others
             self.broken.append(BrokenPlugin(name, f"{type(exc).__name__}: {exc}"))
 
@@ -83,9 +85,58 @@ class Registry:
                 continue
             try:
                 plugin = ep.load()
-                self.pm.register(plugin, name=ep.name)
+                self._add(plugin, ep.name)
+            except PluginError as exc:
+                self.broken.append(BrokenPlugin(ep.name, str(exc)))
             except Exception as exc:
                 self.broken.append(BrokenPlugin(ep.name, f"{type(exc).__name__}: {exc}"))
+
+    def _add(self, plugin: Any, name: str | None) -> str:
+        """Register ``plugin`` with pluggy and validate its hooks; raise a several-line ``PluginError``.
+
+        pluggy checks argument names at registration but accepts unknown hook names silently
+        (``arrayferry_adaptors`` would just never be called), so those are checked here too.
+        """
+        import inspect
+
+        import pluggy
+
+        try:
+            pname = self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            text = str(exc)
+            hook = text.split("for hook '", 1)[1].split("'", 1)[0] if "for hook '" in text else "?"
+            sig = text.split("hookimpl definition: ", 1)[1].split("\n", 1)[0] if "hookimpl definition: " in text else "?"
+            rule = text.splitlines()[-1]
+            raise PluginError(_validation_message(name or repr(plugin), plugin, hook, sig, rule)) from exc
+        except ValueError as exc:  # name or object already registered
+            raise PluginError(
+                format_message(
+                    f"Cannot register plugin {name or plugin!r}.",
+                    [f"pluggy refused it: {exc}"],
+                    hint="unregister the plugin of that name first (arrayferry.unregister_plugin) or pick another name",
+                )
+            ) from exc
+        assert pname is not None
+        specs = {n for n in dir(self.pm.hook) if n.startswith("arrayferry_")}
+        for attr in dir(plugin):
+            opts = self.pm.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            hook = opts.get("specname") or attr
+            if hook in specs and self.pm.hook.__dict__[hook].spec is not None:
+                continue
+            fn = getattr(plugin, attr)
+            try:
+                sig = f"{attr}({', '.join(inspect.signature(fn).parameters)})"
+            except (TypeError, ValueError):
+                sig = attr
+            self.pm.unregister(name=pname)
+            known = ", ".join(sorted(n for n in specs if self.pm.hook.__dict__[n].spec is not None))
+            raise PluginError(
+                _validation_message(pname, plugin, hook, sig, f"no hook named {hook!r} is specified (known hooks: {known})")
+            )
+        return pname
 
     def _collect(self) -> None:
         """Ask every plugin for its adapters, one plugin at a time so one failure stays local."""
@@ -98,7 +149,7 @@ class Registry:
             if any(b.name == pname for b in self.broken):
                 continue
             try:
-                got = impl.function()
+                got: Any = impl.function()
                 for a in got or ():
                     if not isinstance(a, Adapter):
                         raise TypeError(f"arrayferry_adapters returned {a!r}, not an arrayferry.Adapter")
@@ -135,24 +186,14 @@ class Registry:
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin object or module by hand; returns its name."""
         with self._lock:
-            try:
-                pname = self.pm.register(plugin, name=name)
-            except Exception as exc:
-                raise PluginError(
-                    format_message(
-                        f"Cannot register plugin {name or plugin!r}.",
-                        [f"pluggy raised {type(exc).__name__}: {exc}"],
-                        hint="check the hook names (arrayferry_*) and their arguments against arrayferry.hookspecs",
-                    )
-                ) from exc
-            assert pname is not None
+            pname = self._add(plugin, name)
             self.broken = [b for b in self.broken if b.name != pname]
             self._collect()
             broken = [b for b in self.broken if b.name == pname]
             if broken:
                 self.pm.unregister(name=pname)
                 self._collect()
-                self.broken.append(broken[0])
+                self.broken = [b for b in self.broken if b.name != pname] + [broken[0]]
                 raise PluginError(
                     format_message(
                         f"Plugin {pname!r} was registered but its hook failed.",
@@ -198,6 +239,15 @@ class Registry:
             a = self._names.get(modname) or self._names.get(modname.split(".")[0])
             if a is not None:
                 return a
+        for b in self.broken:
+            if isinstance(to, str) and to == b.name:
+                raise PluginError(
+                    format_message(
+                        f"Framework {to!r} was asked for, but the plugin {b.name!r} that provides it is broken.",
+                        [f"loading it failed: {b.error}"],
+                        hint=f"fix or reinstall the plugin {b.name!r}; arrayferry.broken_plugins() lists every broken plugin",
+                    )
+                )
         known = ", ".join(sorted(self.adapters)) or "none"
         broken = "; ".join(f"{b.name}: {b.error}" for b in self.broken)
         tried = [f"registered frameworks: {known}"]
@@ -235,6 +285,16 @@ class Registry:
         except Exception as exc:
             raise PluginError(format_message(f"A plugin raised in arrayferry_parse_dtype({obj!r}).", [repr(exc)])) from exc
         return result
+
+
+def _validation_message(pname: str, plugin: Any, hook: str, signature: str, rule: str) -> str:
+    """The several-line message for a plugin whose hooks do not match the specs."""
+    return format_message(
+        f"Plugin {pname!r} does not match arrayferry's hook specifications.",
+        [f"plugin: {pname} ({plugin!r})", f"hook: {hook}", f"signature: {signature}", f"rule broken: {rule}"],
+        hint="compare the hook names and arguments with arrayferry.hookspecs (docs/hooks.md); an implementation "
+        "may take fewer arguments than the spec, never other ones",
+    )
 
 
 _REGISTRY: Registry | None = None

@@ -18,7 +18,25 @@ from .._markers import hookimpl
 
 # numpy's flag bits (ndarray.flags.num): C_CONTIGUOUS, F_CONTIGUOUS, ALIGNED, WRITEABLE
 _C, _F, _ALIGNED, _WRITEABLE = 0x1, 0x2, 0x100, 0x400
+_OWNDATA = 0x4
 _MASK = _C | _F | _ALIGNED | _WRITEABLE
+
+
+def _complex_alignment(x: Any, flags: int) -> int:
+    """``flags`` with ALIGNED cleared unless every complex element sits at a multiple of its size.
+
+    NumPy aligns complex types to one component (complex128: 8 bytes), but torch's
+    ``c10::complex<double>`` is ``alignas(16)``: writing into a complex128 tensor aliasing memory
+    at an 8-byte offset crashes the process (SIGSEGV, torch 2.13). Only complex views pay for this:
+    an array owning its data is contiguous at the start of a malloc block (16-byte aligned on the
+    64-bit platforms torch supports), so it skips the pointer lookup (about 2 us).
+    """
+    if flags & _OWNDATA and flags & (_C | _F):
+        return flags
+    size = x.dtype.itemsize
+    if x.__array_interface__["data"][0] % size or any(s % size for s, k in zip(x.strides, x.shape, strict=True) if k > 1):
+        return flags & ~_ALIGNED
+    return flags
 
 
 class NumpyAdapter(Adapter):
@@ -41,6 +59,8 @@ class NumpyAdapter(Adapter):
 
     def signature(self, x: Any) -> Hashable:
         n = x.flags.num
+        if n & _ALIGNED and x.dtype.kind == "c":
+            n = _complex_alignment(x, n)
         if n & 3:
             st = x.strides
             if st and min(st) < 0:  # contiguous flags ignore strides of length-1 axes
@@ -52,6 +72,8 @@ class NumpyAdapter(Adapter):
         np = sys.modules["numpy"]
         flags = x.flags.num
         dt = x.dtype
+        if flags & _ALIGNED and dt.kind == "c":
+            flags = _complex_alignment(x, flags)
         st = x.strides
         if flags & 3 and st and min(st) < 0:
             layout = "negative"
@@ -109,6 +131,13 @@ class NumpyAdapter(Adapter):
             out.append(f"NumPy cannot alias memory on {info.device} (np.from_dlpack accepts host memory only)")
         if info.dtype in ML_DTYPES:
             out.append(f"np.from_dlpack does not accept {info.dtype}")
+        if info.readonly:
+            # the result would be a writable alias unless the read-only flag travels (probed per version)
+            from .._capabilities import dlpack_readonly_reason
+
+            why = dlpack_readonly_reason(info.framework, "numpy")
+            if why is not None:
+                out.append(f"read-only memory cannot cross DLPack here: {why}")
         return out
 
     def from_dlpack(self, x: Any) -> Any:
@@ -121,7 +150,10 @@ class NumpyAdapter(Adapter):
         np = sys.modules["numpy"]
         if x.dtype.name in ML_DTYPES:
             x = x.astype(np.float32)
-        return x.astype(numpy_dtype(dtype))
+        target = numpy_dtype(dtype)
+        if x.dtype.kind == "c" and target.kind != "c":
+            x = x.real  # what the cast keeps anyway, without NumPy's ComplexWarning
+        return x.astype(target)
 
     def parse_dtype(self, obj: Any) -> str | None:
         np = sys.modules["numpy"]

@@ -18,16 +18,20 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from .._adapter import CPU, Adapter, ArrayInfo, Step
+from .._cuda import consume_dlpack, producer_stream, requested_stream, torch_stream_context, with_requested_stream
 from .._device import Device
 from .._dtypes import ITEMSIZE, ML_DTYPES, numpy_dtype
-from .._errors import DeviceError, UnsupportedArrayError, format_message
+from .._errors import DeviceError, UnsupportedArrayError, UnsupportedDTypeError, format_message
 from .._markers import hookimpl
 
 _BITS_VIEW = {1: "uint8", 2: "int16"}
 
 
 def _torch() -> Any:
-    return sys.modules["torch"]
+    mod = sys.modules.get("torch")
+    if mod is None:  # torch as a target before the user imported it: import it now (or raise with a hint)
+        mod = TorchAdapter().namespace()
+    return mod
 
 
 def _detach(t: Any) -> Any:
@@ -43,28 +47,56 @@ class TorchAdapter(Adapter):
     module = "torch"
     aliases = ("pytorch", "pt")
     distribution = "torch"
-    min_version = "2.1"
+    min_version = "2.13"  # the oldest torch the nox matrix tests (docs/matrix.md)
     install_hint = "torch"
     readonly_capable = False
     host_export = True
     host_import = True
     dlpack_export = True
     dlpack_import = True
+    #: ``__cuda_array_interface__`` (CUDA tensors): the second zero-copy route to/from CuPy.
+    cai_export = True
+    cai_import = True
 
     # -- detection -------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:
         return issubclass(tp, _torch().Tensor)
 
     def signature(self, t: Any) -> Hashable:
-        return (type(t), t.dtype, t.device, t.layout, t.requires_grad, t.is_conj(), t.is_neg(), t.is_contiguous())
+        try:
+            contiguous = t.is_contiguous()
+        except RuntimeError:  # sparse CSR/CSC/BSR tensors have no is_contiguous; describe() reports them
+            contiguous = None
+        if t.is_nested:
+            contiguous = "nested"
+        return (type(t), t.dtype, t.device, t.layout, t.requires_grad, t.is_conj(), t.is_neg(), contiguous)
 
     def describe(self, t: Any) -> ArrayInfo:
         torch = _torch()
         dname = str(t.dtype)[6:]
         dev = t.device
         device = Device(dev.type, dev.index)
-        problem = None
-        if t.layout != torch.strided:
+        problem: tuple[type[Exception], str] | None = None
+        if t.is_nested:
+            return ArrayInfo(
+                framework="torch", dtype=dname, shape=(), device=device, itemsize=t.element_size(),
+                problem=(
+                    UnsupportedArrayError,
+                    format_message(
+                        f"Cannot convert a nested (ragged) torch tensor ({dname}): its rows have different shapes, so it is not one array.",
+                        hint="convert its components (t.unbind()) one by one, or pad it (t.to_padded_tensor(0.0))",
+                    ),
+                ),
+            )
+        if t.is_quantized:
+            problem = (
+                UnsupportedDTypeError,
+                format_message(
+                    f"Cannot convert a quantized torch tensor ({dname}, shape {tuple(t.shape)}): its integers mean nothing without the scale and zero point.",
+                    hint="call t.dequantize() for real values, or t.int_repr() for the raw integers",
+                ),
+            )
+        elif t.layout != torch.strided:
             problem = (
                 UnsupportedArrayError,
                 format_message(
@@ -93,7 +125,7 @@ class TorchAdapter(Adapter):
             shape=tuple(t.shape),
             device=device,
             readonly=False,
-            layout="contiguous" if t.is_contiguous() else "strided",
+            layout="contiguous" if problem is None and t.is_contiguous() else "strided",
             itemsize=t.element_size(),
             flags=frozenset(flags),
             problem=problem,
@@ -132,6 +164,13 @@ class TorchAdapter(Adapter):
 
     def check_device(self, device: Device) -> None:
         if device.type == "cpu":
+            if device.index is not None:
+                raise DeviceError(
+                    format_message(
+                        f"torch has a single CPU device; device {str(device)!r} was asked for.",
+                        hint="use device='cpu'",
+                    )
+                )
             return
         torch = self.namespace()
         if device.type == "cuda":
@@ -215,6 +254,10 @@ class TorchAdapter(Adapter):
             out.append("torch tensors are always writable: aliasing read-only memory would let writes through")
         if info.byteorder != "=":
             out.append("torch holds native byte order only (a byte swap is needed)")
+        if not info.aligned and info.dtype.startswith("complex"):
+            # torch.from_numpy takes it, but c10::complex<T> is alignas(2 * sizeof(T)): writing into a
+            # misaligned complex128 tensor crashed the process (SIGSEGV, torch 2.13, numpy 1.26 and 2.4)
+            out.append("torch's complex types assume aligned memory (writing into a misaligned complex tensor can crash the process)")
         return out
 
     def host_importer(self, info: ArrayInfo) -> Callable[[Any], Any]:
@@ -242,13 +285,47 @@ class TorchAdapter(Adapter):
         return out
 
     def from_dlpack(self, x: Any) -> Any:
-        return _torch().from_dlpack(x)
+        # torch passes its current stream on the producer's device; convert(stream=S) replaces it by S
+        return consume_dlpack("torch", _torch().from_dlpack, with_requested_stream(x))
+
+    def cai_import_refusals(self, info: ArrayInfo) -> list[str]:
+        out = self.host_import_refusals(info)
+        if info.device.type != "cuda":
+            out.append(f"torch wraps __cuda_array_interface__ memory on CUDA devices only, not {info.device}")
+        return out
+
+    def from_cai(self, x: Any) -> Any:
+        """Wrap ``x.__cuda_array_interface__`` (no copy) after making the consumer stream wait on the producer's."""
+        from arrayferry import device_of  # public API: the source adapter knows where x lives
+
+        torch = _torch()
+        idx = device_of(x).index or 0
+        cai = x.__cuda_array_interface__
+        prod = producer_stream(x, cai)
+        spec = requested_stream()
+        if prod is not None and (spec is None or spec.handle != -1):
+            with torch_stream_context(idx):
+                consumer = torch.cuda.current_stream(idx)
+                if (int(consumer.cuda_stream) or 1) != prod:
+                    ev = torch.cuda.Event()
+                    ev.record(torch.cuda.default_stream(idx) if prod == 1 else torch.cuda.ExternalStream(prod, device=idx))
+                    consumer.wait_event(ev)
+        # an explicit device: older torch placed CAI tensors on the default device, not the pointer's
+        return torch.as_tensor(x, device=torch.device("cuda", idx))
 
     # -- native operations -----------------------------------------------------------------
     def copy(self, t: Any) -> Any:
+        if t.is_cuda:
+            with torch_stream_context(t.device.index):
+                return t.clone(memory_format=_torch().contiguous_format)
         return t.clone(memory_format=_torch().contiguous_format)
 
     def cast(self, t: Any, dtype: str) -> Any:
+        if t.is_complex() and not getattr(_torch(), dtype).is_complex:
+            t = t.real  # what the cast keeps anyway (values were checked), without torch's UserWarning
+        if t.is_cuda:
+            with torch_stream_context(t.device.index):
+                return t.to(getattr(_torch(), dtype))
         return t.to(getattr(_torch(), dtype))
 
     def check_cast(self, t: Any, src: str, dst: str) -> None:
@@ -268,9 +345,17 @@ class TorchAdapter(Adapter):
                 hint="replace them first (torch.nan_to_num) or keep a floating dtype"))
 
     def to_host(self, t: Any) -> Any:
+        if t.is_cuda:
+            # a blocking copy (non_blocking=False) queued on the requested or current stream: the
+            # host result is complete when this returns
+            with torch_stream_context(t.device.index):
+                return t.to("cpu")
         return t.to("cpu")
 
     def to_device(self, t: Any, device: Device) -> Any:
+        if device.type == "cuda":
+            with torch_stream_context(device.index):
+                return t.to(_torch().device(str(device)))
         return t.to(_torch().device(str(device)))
 
 

@@ -1,0 +1,325 @@
+"""arrayferry benchmarks: ratios and differences against the native call measured in the same run.
+
+Run ``python benchmarks/run.py`` (``nox -s bench``), ``--quick`` for a short run, ``--json FILE``
+to save the figures. Targets (from the project brief):
+
+* zero-copy ``convert`` numpy->torch and torch->numpy of a 16-element float32 array: within
+  1.0 us of ``torch.from_numpy`` / ``Tensor.numpy()``;
+* 64 MiB copies (``convert(x, "torch", copy=True)``; a read-only source with ``copy=None``):
+  at least as fast as ``np.copy``;
+* ``python -c "import arrayferry"``: at most 25 ms over ``python -c "import numpy"``, and no
+  torch imported.
+
+Other benchmark modules join through :data:`EXTRA`: each entry names a file exposing
+``run(quick: bool) -> list[dict]``; a missing file is skipped, a failing one reported. Each dict
+should hold ``name`` and may hold ``value``, ``unit``, ``baseline``, ``ratio``, ``target``,
+``passed`` (``True``/``False``/``None``) and ``note``. Benchmarks of this file are listed in
+:data:`BENCHMARKS` (the same signature), so adding one is appending a function.
+
+Exit status: 0 when every benchmark ran (a missed target prints FAIL but does not fail the run,
+since timings on shared machines are noisy; ``--strict`` makes a missed target exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+Result = dict[str, Any]
+
+
+def _median_per_call(fn: Callable[[], Any], number: int, repeat: int) -> float:
+    """Median seconds per call over ``repeat`` timeit batches of ``number`` calls."""
+    t = timeit.Timer(fn)
+    return statistics.median(x / number for x in t.repeat(repeat=repeat, number=number))
+
+
+def _interleaved(fns: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
+    """Median seconds per call of each function, batches interleaved so drift hits all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    timers = {k: timeit.Timer(f) for k, f in fns.items()}
+    for _ in range(repeat):
+        for k, t in timers.items():
+            times[k].append(t.timeit(number) / number)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# zero-copy overhead
+
+
+def bench_zero_copy(quick: bool) -> list[Result]:
+    """convert numpy<->torch of a 16-element float32 array vs torch.from_numpy / Tensor.numpy()."""
+    import numpy as np
+    import torch
+
+    import arrayferry as af
+
+    x = np.arange(16, dtype=np.float32)
+    t = torch.arange(16, dtype=torch.float32)
+    assert af.plan(x, "torch").zero_copy and af.plan(t, "numpy").zero_copy
+    af.convert(x, "torch")
+    af.convert(t, "numpy")
+    number, repeat = (5000, 7) if quick else (20000, 15)
+    m = _interleaved(
+        {
+            "from_numpy": lambda: torch.from_numpy(x),
+            "convert_np_torch": lambda: af.convert(x, "torch"),
+            "tensor_numpy": lambda: t.numpy(),
+            "convert_torch_np": lambda: af.convert(t, "numpy"),
+        },
+        number,
+        repeat,
+    )
+    out = []
+    for name, conv, nat, label in (
+        ("zero-copy numpy->torch (16 x float32)", "convert_np_torch", "from_numpy", "torch.from_numpy"),
+        ("zero-copy torch->numpy (16 x float32)", "convert_torch_np", "tensor_numpy", "Tensor.numpy()"),
+    ):
+        c, n = m[conv] * 1e6, m[nat] * 1e6
+        over = c - n
+        out.append({
+            "name": name, "value": c, "unit": "us", "baseline": n, "baseline_name": label,
+            "ratio": c / n, "difference": over, "target": "overhead <= 1.0 us", "passed": over <= 1.0,
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 64 MiB copies
+
+
+def bench_copies(quick: bool) -> list[Result]:
+    """64 MiB copies in GB/s: convert(copy=True), read-only source with copy=None, natives."""
+    import numpy as np
+    import torch
+
+    import arrayferry as af
+
+    n = (64 << 20) // 4
+    x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
+    ro = x.copy()
+    ro.flags.writeable = False
+    assert not af.plan(x, "torch", copy=True).zero_copy and not af.plan(ro, "torch").zero_copy
+    r = af.convert(ro, "torch")
+    assert r.data_ptr() != ro.ctypes.data and np.array_equal(r.numpy(), ro)
+    number, repeat = (1, 5) if quick else (2, 11)
+    fns = {
+        "np.copy(x)": lambda: np.copy(x),
+        "convert(x, 'torch', copy=True)": lambda: af.convert(x, "torch", copy=True),
+        "convert(read-only x, 'torch')": lambda: af.convert(ro, "torch"),
+        "torch.tensor(x)": lambda: torch.tensor(x),
+        "torch.from_numpy(np.copy(x))": lambda: torch.from_numpy(np.copy(x)),
+    }
+    for f in fns.values():  # warm up the allocator and the plan cache
+        f()
+    gc.collect()
+    m = _interleaved(fns, number, repeat)
+    nbytes = x.nbytes
+    base = nbytes / m["np.copy(x)"] / 1e9
+    out = []
+    for k, s in m.items():
+        gbs = nbytes / s / 1e9
+        res: Result = {"name": f"64 MiB copy: {k}", "value": gbs, "unit": "GB/s", "baseline": base,
+                       "baseline_name": "np.copy(x)", "ratio": gbs / base}
+        if k.startswith("convert"):
+            # "at least as fast as np.copy", with 5 % allowance for timer noise on a shared machine
+            res["target"] = ">= np.copy (within 5 % noise)"
+            res["passed"] = gbs >= 0.95 * base
+        out.append(res)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# import time
+
+
+def _import_ms(code: str, runs: int) -> tuple[float, str]:
+    times = []
+    last = ""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        times.append((time.perf_counter() - t0) * 1e3)
+        last = p.stdout.strip()
+    return statistics.median(times), last
+
+
+def bench_import(quick: bool) -> list[Result]:
+    """``python -c "import arrayferry"`` over ``python -c "import numpy"`` (median of subprocess runs)."""
+    runs = 7 if quick else 15
+    _import_ms("import numpy", 2)  # warm the file cache
+    _import_ms("import arrayferry", 2)
+    # interleave the two so a noisy neighbour hits both
+    np_t, af_t = [], []
+    for _ in range(runs):
+        np_t.append(_import_ms("import numpy", 1)[0])
+        af_t.append(_import_ms("import arrayferry", 1)[0])
+    base, val = statistics.median(np_t), statistics.median(af_t)
+    both = statistics.median(_import_ms("import numpy, arrayferry", 1)[0] for _ in range(runs))
+    _, mods = _import_ms(
+        "import sys, arrayferry; print(','.join(m for m in ('torch','jax','cupy','dask','pluggy','numpy') if m in sys.modules))",
+        1,
+    )
+    heavy = [m for m in mods.split(",") if m in ("torch", "jax", "cupy", "dask")]
+    return [
+        {"name": "import arrayferry (subprocess)", "value": val, "unit": "ms", "baseline": base,
+         "baseline_name": "import numpy", "difference": val - base, "target": "<= 25 ms over import numpy",
+         "passed": val - base <= 25.0,
+         "note": "arrayferry imports numpy lazily, so this can be below import numpy"},
+        {"name": "import numpy, arrayferry (subprocess)", "value": both, "unit": "ms", "baseline": base,
+         "baseline_name": "import numpy", "difference": both - base,
+         "target": "<= 25 ms over import numpy", "passed": both - base <= 25.0},
+        {"name": "import arrayferry imports no framework", "value": None, "unit": "",
+         "note": f"modules present after import: {mods or 'none'}", "target": "no torch/jax/cupy/dask",
+         "passed": not heavy},
+    ]
+
+
+#: The benchmarks of this file, in order. Append a ``run(quick) -> list[dict]`` function to add one.
+BENCHMARKS: list[Callable[[bool], list[Result]]] = [bench_zero_copy, bench_copies, bench_import]
+
+#: Benchmarks other parts of the project provide: (label, path relative to the repository root).
+EXTRA: list[tuple[str, str]] = [
+    ("convert_tree", "benchmarks/bench_tree.py"),
+    ("dask", "plugins/arrayferry-dask/benchmarks/bench_dask.py"),
+]
+
+
+def _load_extra(label: str, rel: str) -> Callable[[bool], list[Result]] | None:
+    path = ROOT / rel
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"_arrayferry_bench_{label}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fn: Callable[[bool], list[Result]] = mod.run
+    return fn
+
+
+# ------------------------------------------------------------------------------------------------
+# report
+
+
+def _fmt(v: Any, unit: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f} {unit}".strip() if abs(v) < 10 else f"{v:.1f} {unit}".strip()
+    return f"{v} {unit}".strip()
+
+
+def print_result(r: Result) -> None:
+    unit = r.get("unit", "")
+    verdict = {True: "PASS", False: "FAIL", None: ""}.get(r.get("passed"), "")
+    parts = [f"{r.get('name', '?')}: {_fmt(r.get('value'), unit)}"]
+    if r.get("baseline") is not None:
+        parts.append(f"vs {r.get('baseline_name', 'native')} {_fmt(r['baseline'], unit)}")
+    if r.get("ratio") is not None:
+        parts.append(f"ratio {r['ratio']:.2f}x")
+    if r.get("difference") is not None:
+        parts.append(f"difference {r['difference']:+.3f} {unit}")
+    if r.get("note"):
+        parts.append(str(r["note"]))
+    if r.get("target"):
+        parts.append(f"target {r['target']}")
+    if "value" not in r:  # a benchmark with its own keys: show them all
+        known = {"name", "unit", "passed", "baseline", "baseline_name", "ratio", "difference", "note", "target"}
+        parts.extend(f"{k}={_fmt(v, '')}" for k, v in r.items() if k not in known)
+        parts[0] = str(r.get("name", "?"))
+    line = "; ".join(parts)
+    print(f"  {verdict:4}  {line}" if verdict else f"        {line}")
+
+
+def environment() -> dict[str, Any]:
+    import numpy as np
+
+    import arrayferry as af
+
+    env: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "arrayferry": af.__version__,
+        "numpy": np.__version__,
+    }
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        env["torch"] = None
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (about 10 s)")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--only", metavar="NAMES", help="comma-separated benchmark names (zero_copy, copies, import, or an EXTRA label)")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = ap.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+
+    env = environment()
+    print("arrayferry benchmarks  " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    results: dict[str, list[Result]] = {}
+    errors: dict[str, str] = {}
+    todo: list[tuple[str, Callable[[bool], list[Result]] | None, str]] = [
+        (fn.__name__.removeprefix("bench_"), fn, fn.__doc__ or "") for fn in BENCHMARKS
+    ]
+    for label, rel in EXTRA:
+        try:
+            todo.append((label, _load_extra(label, rel), rel))
+        except Exception as exc:
+            errors[label] = f"cannot load {rel}: {type(exc).__name__}: {exc}"
+    for label, fn, doc in todo:
+        if only is not None and label not in only:
+            continue
+        if fn is None:
+            print(f"\n[{label}] skipped: {doc} does not exist yet")
+            continue
+        print(f"\n[{label}] {doc.strip().splitlines()[0] if doc.strip() else ''}", flush=True)
+        try:
+            rs = fn(args.quick)
+        except Exception as exc:
+            errors[label] = f"{type(exc).__name__}: {exc}"
+            print(f"  ERROR  {errors[label]}")
+            continue
+        results[label] = rs
+        for r in rs:
+            print_result(r)
+    missed = [r["name"] for rs in results.values() for r in rs if r.get("passed") is False]
+    print()
+    print(f"targets missed: {len(missed)}" + (f" ({'; '.join(missed)})" if missed else ""))
+    if errors:
+        print(f"benchmarks that failed to run: {', '.join(errors)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"environment": env, "results": results, "errors": errors}, indent=2))
+        print(f"results written to {args.json}")
+    if errors:
+        return 1
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""The Dask adapter: ``convert(dask_array, ...)`` materialises, ``convert(x, "dask")`` builds.
+
+A Dask array is a lazy graph of chunks, not memory, so every route in or out of Dask copies:
+
+* **out** (dask to anything): the plan's first step is ``materialise``, one ``compute()`` of the
+  graph into a fresh NumPy array (the step names the number of chunks and the bytes). Chunks of
+  another framework (torch tensors after :func:`arrayferry_dask.convert_chunks`) are first
+  converted to NumPy chunk by chunk, on the workers. ``copy=False`` raises
+  :class:`arrayferry.CopyRequiredError`.
+* **in** (anything to dask): ``dask.array.from_array(numpy_view, chunks="auto")``, which copies
+  its input when the graph is built (``from_array`` calls ``x.copy()``). The plan says so.
+  For explicit chunks use :func:`arrayferry_dask.from_array`.
+* **dask to dask**: identity, or a lazy chunk-wise cast / copy (``convert_chunks``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from arrayferry import (
+    CANONICAL_DTYPES,
+    Adapter,
+    ArrayInfo,
+    Device,
+    Step,
+    UnsupportedArrayError,
+    hookimpl,
+)
+
+__all__ = ["DaskAdapter", "arrayferry_adapters", "dtype_name", "format_bytes"]
+
+_CPU = Device("cpu")
+
+
+def _msg(asked: str, tried: list[str] | tuple[str, ...] = (), hint: str | None = None) -> str:
+    lines = [asked, *(f"  - {t}" for t in tried)]
+    if hint:
+        lines.append(f"Hint: {hint}")
+    return "\n".join(lines)
+
+
+def format_bytes(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    v = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if v < 1024 or unit == "TiB":
+            return f"{int(v)} B" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{n} B"
+
+
+def dtype_name(dt: Any) -> str:
+    """Canonical name of a dask array's dtype (a NumPy dtype, or the chunk framework's dtype)."""
+    import numpy as np
+
+    if isinstance(dt, np.dtype):
+        name: str = dt.name
+        if name in CANONICAL_DTYPES and dt.kind in "biufcV":
+            return name
+        return str(dt)
+    text = str(dt).rsplit(".", 1)[-1]
+    return text if text in CANONICAL_DTYPES else str(dt)
+
+
+def _byteorder(dt: Any) -> str:
+    import numpy as np
+
+    if not isinstance(dt, np.dtype) or dt.isnative or dt.byteorder in "|=":
+        return "="
+    return dt.byteorder
+
+
+def _itemsize(dt: Any) -> int:
+    size = getattr(dt, "itemsize", None)
+    if isinstance(size, int):
+        return size
+    return int(getattr(dt, "itemsize", 0) or 0)
+
+
+def materialise(x: Any) -> Any:
+    """Compute a dask array into one fresh NumPy array (chunks of other frameworks via NumPy)."""
+    import numpy as np
+
+    if not isinstance(x._meta, np.ndarray):
+        from ._chunks import convert_chunks
+
+        x = convert_chunks(x, "numpy")
+    out = x.compute()
+    if not isinstance(out, np.ndarray):  # reductions compute to NumPy scalars
+        out = np.asarray(out)
+    return out
+
+
+def _materialised(arr: Any) -> Any:
+    return arr
+
+
+def _from_numpy(arr: Any) -> Any:
+    return sys.modules["dask.array"].from_array(arr, chunks="auto")
+
+
+class DaskAdapter(Adapter):
+    """Adapter for ``dask.array.Array`` (any chunk type arrayferry knows)."""
+
+    name = "dask"
+    module = "dask"
+    aliases = ("dask.array", "da")
+    distribution = "dask"
+    min_version = "2024.8"
+    install_hint = "arrayferry-dask"
+    #: Dask arrays are immutable: nothing is ever written through one.
+    readonly_capable = True
+    host_export = True
+    host_import = True
+    dlpack_export = False
+    dlpack_import = False
+
+    # -- detection ---------------------------------------------------------------------------
+    def owns(self, tp: type) -> bool:
+        da = sys.modules.get("dask.array")  # no dask array can exist before dask.array is imported
+        return da is not None and issubclass(tp, da.Array)
+
+    def namespace(self) -> Any:
+        super().namespace()
+        import dask.array
+
+        return dask.array
+
+    def signature(self, x: Any) -> Hashable:
+        return (type(x), x.dtype, type(x._meta), _known(x))
+
+    def describe(self, x: Any) -> ArrayInfo:
+        dt = x.dtype
+        problem = None
+        if not _known(x):
+            problem = (
+                UnsupportedArrayError,
+                _msg(
+                    f"Cannot convert a dask array of unknown shape {x.shape} (dtype {dt}): its chunk sizes are unknown, so the plan cannot say how much it moves.",
+                    hint="call x.compute_chunk_sizes() first (it computes the graph once)",
+                ),
+            )
+        shape = tuple(int(s) for s in x.shape) if _known(x) else tuple(-1 for _ in x.shape)
+        return ArrayInfo(
+            framework=self.name,
+            dtype=dtype_name(dt),
+            shape=shape,
+            device=_CPU,
+            readonly=False,
+            layout="contiguous",
+            byteorder=_byteorder(dt),
+            itemsize=_itemsize(dt),
+            problem=problem,
+            extra=(("chunks", int(x.npartitions)), ("chunk_type", f"{type(x._meta).__module__}.{type(x._meta).__qualname__}")),
+        )
+
+    def device_of(self, x: Any) -> Device:
+        return _CPU
+
+    # -- routes ------------------------------------------------------------------------------
+    def prepare(self, info: ArrayInfo) -> list[Step]:
+        extra = dict(info.extra)
+        n = extra.get("chunks")
+        what = f"{n} chunk(s)" if n is not None else "every chunk"
+        kind = extra.get("chunk_type", "numpy.ndarray")
+        via = "" if kind == "numpy.ndarray" else f", converting {kind} chunks to NumPy on the workers first"
+        return [
+            Step(
+                "materialise",
+                f"compute the dask graph: {what}, {format_bytes(max(info.nbytes, 0))}, into one new NumPy array (dask.compute{via})",
+                materialise,
+                copies=True,
+            )
+        ]
+
+    def host_info(self, info: ArrayInfo) -> ArrayInfo:
+        return info.with_(framework="numpy", readonly=False, layout="contiguous", extra=())
+
+    def host_exporter(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        return _materialised
+
+    def export_host(self, x: Any) -> Any:
+        """Only ever called on the result of ``materialise`` (already a NumPy array)."""
+        return x
+
+    def import_copies(self, info: ArrayInfo) -> str | None:
+        return "dask.array.from_array copies its input into the graph (chunks='auto'; use arrayferry_dask.from_array to choose chunks)"
+
+    def host_importer(self, info: ArrayInfo) -> Callable[[Any], Any]:
+        self.namespace()
+        return _from_numpy
+
+    def import_host(self, arr: Any) -> Any:
+        self.namespace()
+        return _from_numpy(arr)
+
+    # -- native operations (lazy, chunk-wise) ------------------------------------------------
+    def copy(self, x: Any) -> Any:
+        from ._chunks import chunk_framework, convert_chunks
+
+        return convert_chunks(x, chunk_framework(x), copy=True)
+
+    def cast(self, x: Any, dtype: str) -> Any:
+        from ._chunks import chunk_framework, convert_chunks
+
+        return convert_chunks(x, chunk_framework(x), dtype=dtype)
+
+    def check_cast(self, x: Any, src: str, dst: str) -> None:
+        """Nothing to check eagerly: each chunk's cast is checked by arrayferry on the worker."""
+
+
+def _known(x: Any) -> bool:
+    import math
+
+    return not any(isinstance(s, float) and math.isnan(s) for s in x.shape)
+
+
+@hookimpl
+def arrayferry_adapters() -> list[Adapter]:
+    """The Dask adapter (creating it imports nothing)."""
+    return [DaskAdapter()]

@@ -1,0 +1,275 @@
+"""Helpers for the nox version matrix (standard library only, except ``versions``).
+
+``versions --out FILE``
+    run inside a cell's virtualenv: records Python and framework versions, and what
+    ``arrayferry._capabilities`` probed for each installed framework.
+``pytest CELL --junit X --versions V --out J -- ARGS``
+    run inside a cell's virtualenv: runs pytest (streaming its output), then ``summarize``;
+    exits with pytest's status (128 + signal when it crashed).
+``summarize CELL JUNIT.xml --seconds S --versions FILE --out FILE``
+    parses pytest's JUnit XML into a JSON summary: passed, failed, errors, skipped (with
+    reasons), xfailed, xpassed, the names of failing tests, pytest's duration.
+``render --results DIR --out docs/matrix.md [--cells JSON]``
+    writes the Markdown table from every summary in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import platform
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+FRAMEWORKS = ["numpy", "torch", "jax", "jaxlib", "array-api-strict", "dask", "ml_dtypes", "cupy-cuda12x"]
+
+
+def versions(out: Path) -> None:
+    """Record versions and probed capabilities of the current environment."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for dist in FRAMEWORKS:
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    caps: dict[str, str] = {}
+    try:
+        import arrayferry._capabilities as c
+
+        for name in ("numpy", "torch", "jax", "array_api_strict"):
+            try:
+                __import__(name)
+                caps[name] = c.capabilities(name).summary()
+            except Exception as exc:  # a missing framework or plugin: not probed
+                caps[name] = f"not probed ({type(exc).__name__})"
+    except Exception as exc:
+        caps["error"] = f"{type(exc).__name__}: {exc}"
+    data = {"python": platform.python_version(), "versions": found,
+            "capabilities": {k: v for k, v in caps.items() if not v.startswith("not probed")}}
+    out.write_text(json.dumps(data, indent=2))
+
+
+def run_pytest(cell: str, xml: Path, versions_file: Path, out: Path, args: list[str]) -> int:
+    """Run pytest (output streamed), then summarise; returns pytest's exit status.
+
+    A crash (a signal, e.g. SIGSEGV) leaves no JUnit XML: the summary then names the signal and
+    the test frames faulthandler printed.
+    """
+    import signal
+    import subprocess
+    import time
+
+    xml.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pytest", *args, f"--junitxml={xml}", "-o", "junit_family=xunit2"]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    tail: collections.deque[str] = collections.deque(maxlen=400)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        tail.append(line.rstrip("\n"))
+    rc = proc.wait()
+    crash = None
+    if rc < 0:
+        try:
+            crash = f"pytest crashed: {signal.Signals(-rc).name}"
+        except ValueError:
+            crash = f"pytest crashed: signal {-rc}"
+        frames = [ln.strip() for ln in tail if ln.strip().startswith("File ") and "/site-packages/" not in ln]
+        if frames:
+            crash += " in " + " <- ".join(frames[:3])
+    summarize(cell, xml, time.monotonic() - started, versions_file, out, rc=rc, crash=crash)
+    return rc if rc >= 0 else 128 - rc
+
+
+def summarize(cell: str, xml: Path, seconds: float, versions_file: Path | None, out: Path,
+              rc: int | None = None, crash: str | None = None) -> dict[str, Any]:
+    """Summarise one cell's JUnit XML."""
+    data: dict[str, Any] = {"cell": cell, "pytest_seconds": round(seconds, 1), "pytest_rc": rc}
+    if versions_file is not None and versions_file.exists():
+        data.update(json.loads(versions_file.read_text()))
+    if crash:
+        data["crash"] = crash
+    if not xml.exists():
+        data.update(tests=0, note=crash or "no JUnit XML: pytest did not finish")
+        out.write_text(json.dumps(data, indent=2))
+        return data
+    root = ET.parse(xml).getroot()
+    counts = collections.Counter[str]()
+    skips = collections.Counter[str]()
+    xfails = collections.Counter[str]()
+    failing: list[str] = []
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed" if child.tag == "failure" else "errors"
+                failing.append(f"{name} ({child.tag}: {(child.get('message') or '').splitlines()[0][:160] if child.get('message') else ''})")
+                break
+            if child.tag == "skipped":
+                msg = child.get("message") or ""
+                if child.get("type") == "pytest.xfail":
+                    outcome = "xfailed"
+                    xfails[msg[:200]] += 1
+                else:
+                    outcome = "skipped"
+                    skips[msg[:200]] += 1
+                break
+        counts[outcome] += 1
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    data.update(
+        tests=sum(counts.values()),
+        passed=counts["passed"],
+        failed=counts["failed"],
+        errors=counts["errors"],
+        skipped=counts["skipped"],
+        xfailed=counts["xfailed"],
+        skip_reasons=dict(skips.most_common()),
+        xfail_reasons=dict(xfails.most_common()),
+        failing=failing[:50],
+        junit_seconds=round(sum(float(s.get("time", 0) or 0) for s in suites), 1),
+    )
+    out.write_text(json.dumps(data, indent=2))
+    return data
+
+
+SHOW_FAILING = 12
+
+INTRO = [
+    "Cells: the core suite (`tests/`) on NumPy 1.26 (the oldest supported), 2.0 and the newest, with torch",
+    "2.13.0 (the oldest supported; CPU wheel) and 2.14.1 (a CUDA build run on CPU, 5.5 GB installed, tag `big`);",
+    "the JAX plugin's suite on its oldest supported JAX release and the newest; each other plugin's own suite. torch is always pinned exactly.",
+    "Minimum versions are declared in `pyproject.toml` and `Adapter.min_version`, and checked at run time",
+    "(`arrayferry._capabilities.check_min_version`).",
+    "",
+    "Each cell also records what `arrayferry._capabilities` probed on its versions (\"Probed:\" lines below):",
+    "the planner asks these answers (\"does this NumPy's `__dlpack__` accept `max_version`?\"), never the version",
+    "number. A failing or crashing cell fails `nox -s matrix`; a known, reported upstream bug is marked",
+    "`xfail(strict=True)` naming the upstream issue, never skipped.",
+    "",
+    "Result legend: **CRASHED** = pytest died on a signal (the test frames are named below); **ERROR** = the",
+    "session failed before pytest ran (usually an install); skipped = the cell's plugin is not in this checkout.",
+]
+
+
+def _status(d: dict[str, Any]) -> str:
+    if d.get("crash"):
+        return "**CRASHED**"
+    if d.get("failed") or d.get("errors"):
+        return "**FAILED**"
+    if d.get("pytest_rc") == 5 or (d.get("pytest_rc") == 0 and not d.get("tests")):
+        return "**FAILED** (no tests ran)"
+    if d.get("rc") not in (None, 0) or d.get("pytest_rc") not in (None, 0):
+        return "**FAILED**" if "pytest_rc" in d else "**ERROR** (before pytest)"
+    if d.get("skipped_session"):
+        return "skipped"
+    return "passed"
+
+
+def render(results: Path, out: Path, order: list[str]) -> None:
+    """Write docs/matrix.md from every summary in ``results``."""
+    found = {}
+    for f in sorted(results.glob("*.json")):
+        if f.name.endswith(".versions.json"):
+            continue
+        d = json.loads(f.read_text())
+        if "cell" in d:
+            found[d["cell"]] = d
+    cells = [c for c in order if c in found] + sorted(c for c in found if c not in order)
+    lines = [
+        "# Test matrix",
+        "",
+        "Generated by `nox -s matrix` (scripts/matrix_report.py) from pytest's JUnit XML; do not edit by hand.",
+        "Run one cell alone with `nox -s \"<cell>\"`; `nox -s matrix -- \"<cell>\" ...` reruns some cells and",
+        "re-renders this page with every result kept in `.nox/matrix/`.",
+        "",
+        *INTRO,
+        "",
+        "| cell | result | passed | failed | errors | skipped | xfailed | pytest s | wall s | versions | run |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for c in cells:
+        d = found[c]
+        vers = ", ".join(f"{k} {v}" for k, v in d.get("versions", {}).items())
+        lines.append(
+            f"| `{c}` | {_status(d)} | {d.get('passed', 0)} | {d.get('failed', 0)} | {d.get('errors', 0)} | "
+            f"{d.get('skipped', 0)} | {d.get('xfailed', 0)} | {d.get('junit_seconds', '')} | {d.get('wall_seconds', '')} | "
+            f"py {d.get('python', '?')}; {vers} | {d.get('finished', '')} |"
+        )
+    missing = [c for c in order if c not in found]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(f"`{c}`" for c in missing) + "."]
+    probed: dict[str, str] = {}
+    for c in cells:
+        for summary in found[c].get("capabilities", {}).values():
+            head, _, rest = summary.partition(": ")
+            probed.setdefault(head, rest)
+    if probed:
+        lines += ["", "## DLPack and array-protocol capabilities, as probed per version", "",
+                  "| framework version | probed (`arrayferry._capabilities`) |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(probed.items())]
+    lines += ["", "## Details per cell", ""]
+    for c in cells:
+        d = found[c]
+        lines.append(f"### `{c}`")
+        lines.append("")
+        if d.get("note"):
+            lines.append(f"- Note: {d['note']}")
+        for s in d.get("capabilities", {}).values():
+            lines.append(f"- Probed: {s}")
+        for why, n in d.get("skip_reasons", {}).items():
+            lines.append(f"- Skipped ({n}): {why}")
+        for why, n in d.get("xfail_reasons", {}).items():
+            lines.append(f"- xfail ({n}): {why}")
+        failing = d.get("failing", [])
+        for f in failing[:SHOW_FAILING]:
+            lines.append(f"- Failing: `{f}`")
+        more = d.get("failed", 0) + d.get("errors", 0) - min(len(failing), SHOW_FAILING)
+        if more > 0:
+            lines.append(f"- ... and {more} more failing (the cell's JUnit XML in `.nox/matrix/` has them all)")
+        lines.append("")
+    out.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("versions")
+    v.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("pytest", help="run pytest for a cell and summarise it; arguments after -- go to pytest")
+    p.add_argument("cell")
+    p.add_argument("--junit", type=Path, required=True)
+    p.add_argument("--versions", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    s = sub.add_parser("summarize")
+    s.add_argument("cell")
+    s.add_argument("xml", type=Path)
+    s.add_argument("--seconds", type=float, default=0.0)
+    s.add_argument("--versions", type=Path)
+    s.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("render")
+    r.add_argument("--results", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--cells", default="[]", help="JSON list of cells in display order")
+    a = ap.parse_args(argv)
+    if a.cmd == "versions":
+        versions(a.out)
+    elif a.cmd == "pytest":
+        args = a.args[1:] if a.args[:1] == ["--"] else a.args
+        return run_pytest(a.cell, a.junit, a.versions, a.out, args)
+    elif a.cmd == "summarize":
+        summarize(a.cell, a.xml, a.seconds, a.versions, a.out)
+    else:
+        render(a.results, a.out, json.loads(a.cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""What each installed framework version can do with DLPack and the array protocols, probed.
+
+DLPack and ``__array__`` support differ between releases: NumPy 1.26's ``__dlpack__`` takes
+only ``stream``; NumPy 2.x adds ``max_version``, ``dl_device`` and ``copy``; torch answers
+``max_version=(1, 0)`` with a (1, 3) capsule, NumPy with (1, 0), JAX with a legacy one. Rather
+than hard-coding "is this NumPy 2?", the planner and the adapters ask
+:func:`capabilities` ("does this NumPy's ``__dlpack__`` accept ``max_version``?").
+
+Rules:
+
+* Nothing is probed at import. A framework is probed the first time an answer is needed, on a
+  tiny host array made by its own adapter (``Adapter.import_host`` of a 2-element NumPy array),
+  and the answer is cached per ``(framework, version)``: upgrading a framework in a running
+  process (rare, but tests do it in subprocesses) gives a fresh probe.
+* A probe never raises: a framework whose probe fails (no ``__dlpack__``, a device-only
+  framework without a device) reports ``False``/``None`` for what could not be shown, and the
+  exception text is kept in :attr:`Capabilities.errors`.
+* Tests read and override the cache: :func:`cached`, :func:`set_capabilities`,
+  :func:`override` (a context manager) and :func:`clear`.
+
+:func:`check_min_version` is the run-time half of the supported-versions contract: the first
+time an adapter is used, an installed framework older than ``Adapter.min_version`` is refused
+with :class:`~arrayferry.UnknownFrameworkError` and a hint to upgrade.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UnknownFrameworkError, format_message
+
+if TYPE_CHECKING:
+    from ._adapter import Adapter
+
+__all__ = [
+    "Capabilities",
+    "capabilities",
+    "cached",
+    "check_min_version",
+    "clear",
+    "dlpack_readonly_reason",
+    "override",
+    "parse_version",
+    "register_consumer",
+    "set_capabilities",
+]
+
+#: DLPack's flag bit for read-only memory (``DLPACK_FLAG_BITMASK_READ_ONLY``), versioned capsules only.
+DLPACK_FLAG_READ_ONLY = 1
+
+#: The consumer function of each framework, as "module:attribute.path" (nothing is imported
+#: to read this table). Frameworks not listed use ``<module>.from_dlpack`` when it exists.
+_CONSUMERS: dict[str, str] = {
+    "numpy": "numpy:from_dlpack",
+    "torch": "torch:from_dlpack",
+    "jax": "jax.dlpack:from_dlpack",
+    "cupy": "cupy:from_dlpack",
+    "array_api_strict": "array_api_strict:from_dlpack",
+}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """DLPack and array-protocol features of one framework version, as probed.
+
+    Producer side (its arrays' ``__dlpack__``): which keywords it accepts, and which capsule
+    version it answers for ``max_version=(1, 0)`` (``None``: a legacy, unversioned capsule).
+    Consumer side (its ``from_dlpack``): which keywords it accepts, and whether it asks
+    producers for a versioned capsule (``requests_versioned``: it passes ``max_version``).
+    ``array_copy``: its arrays' ``__array__`` accepts ``copy=`` (NumPy 2 protocol).
+    ``readonly_export``: it can export read-only memory over DLPack with the read-only flag set;
+    ``readonly_import``: a capsule flagged read-only yields a read-only result (only probed
+    for frameworks that have read-only arrays; ``None`` when not applicable).
+    """
+
+    framework: str
+    version: str | None
+    has_dlpack: bool = False
+    dlpack_stream: bool = False
+    dlpack_max_version: bool = False
+    dlpack_dl_device: bool = False
+    dlpack_copy: bool = False
+    capsule_version: tuple[int, int] | None = None
+    from_dlpack: bool = False
+    from_dlpack_copy: bool = False
+    from_dlpack_device: bool = False
+    requests_versioned: bool = False
+    array_copy: bool = False
+    readonly_export: bool | None = None
+    readonly_import: bool | None = None
+    errors: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def versioned_dlpack(self) -> bool:
+        """The producer answers ``max_version=(1, 0)`` with a versioned (DLPack >= 1.0) capsule."""
+        return self.capsule_version is not None
+
+    def summary(self) -> str:
+        """One line for ``arrayferry info`` and docs."""
+        cap = "legacy" if self.capsule_version is None else "{}.{}".format(*self.capsule_version)
+        kws = [k for k, ok in (("stream", self.dlpack_stream), ("max_version", self.dlpack_max_version),
+                               ("dl_device", self.dlpack_dl_device), ("copy", self.dlpack_copy)) if ok]
+        fk = [k for k, ok in (("copy", self.from_dlpack_copy), ("device", self.from_dlpack_device)) if ok]
+        return (f"{self.framework} {self.version}: __dlpack__({', '.join(kws) or '-'}) answers {cap}; "
+                f"from_dlpack({', '.join(fk) or '-'}){' requests versioned' if self.requests_versioned else ''}; "
+                f"__array__ copy= {'yes' if self.array_copy else 'no'}")
+
+
+_CACHE: dict[tuple[str, str | None], Capabilities] = {}
+_LOCK = threading.RLock()
+
+
+def _version_of(name: str, adapter: Adapter | None) -> str | None:
+    if adapter is not None:
+        return adapter.version()
+    mod = sys.modules.get(name)
+    v = getattr(mod, "__version__", None)
+    return v if isinstance(v, str) else None
+
+
+def _adapter_named(name: str) -> Adapter:
+    from ._registry import registry
+
+    return registry().adapter_named(name)
+
+
+def capabilities(framework: str | Adapter) -> Capabilities:
+    """The probed capabilities of ``framework`` (a name or an adapter), cached per version."""
+    from ._adapter import Adapter
+
+    adapter = framework if isinstance(framework, Adapter) else None
+    name = framework.name if isinstance(framework, Adapter) else framework
+    if adapter is None:
+        adapter = _adapter_named(name)
+    key = (name, _version_of(name, adapter))
+    got = _CACHE.get(key)
+    if got is not None:
+        return got
+    with _LOCK:
+        got = _CACHE.get(key)
+        if got is None:
+            got = _probe(adapter, key[1])
+            _CACHE[key] = got
+    return got
+
+
+def cached() -> dict[tuple[str, str | None], Capabilities]:
+    """A copy of the cache: ``{(framework, version): Capabilities}``."""
+    return dict(_CACHE)
+
+
+def set_capabilities(caps: Capabilities) -> None:
+    """Store ``caps`` as the answer for ``(caps.framework, caps.version)`` (tests, plugins)."""
+    _CACHE[(caps.framework, caps.version)] = caps
+
+
+def clear() -> None:
+    """Forget every probe (the next question probes again)."""
+    _CACHE.clear()
+
+
+@contextmanager
+def override(framework: str, **changes: Any) -> Iterator[Capabilities]:
+    """Within the block, ``capabilities(framework)`` answers with ``changes`` applied.
+
+    The planner caches plans, so the plan cache is cleared on entry and on exit.
+    """
+    from ._api import clear_cache
+
+    adapter = _adapter_named(framework)
+    real = capabilities(adapter)
+    key = (framework, real.version)
+    fake = replace(real, **changes)
+    _CACHE[key] = fake
+    clear_cache()
+    try:
+        yield fake
+    finally:
+        _CACHE[key] = real
+        clear_cache()
+
+
+def register_consumer(framework: str, spec: str) -> None:
+    """Name ``framework``'s DLPack consumer as ``"module:attr.path"`` for probing (plugins)."""
+    _CONSUMERS[framework] = spec
+
+
+# ------------------------------------------------------------------------------------------
+# probing
+
+
+def _capsule_info(capsule: Any) -> tuple[tuple[int, int] | None, int | None]:
+    """(version, flags) of a DLPack capsule; ``(None, None)`` for a legacy one."""
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    name = get_name(capsule)
+    if name != b"dltensor_versioned":
+        return None, None
+    get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+    get_ptr.restype = ctypes.c_void_p
+    get_ptr.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    ptr = get_ptr(capsule, name)
+    if not ptr:
+        return None, None
+    major, minor = (ctypes.c_uint32 * 2).from_address(ptr)
+    # DLManagedTensorVersioned: version (2 x uint32), manager_ctx (void*), deleter (fn*), flags (uint64)
+    flags = ctypes.c_uint64.from_address(ptr + 8 + 2 * ctypes.sizeof(ctypes.c_void_p)).value
+    return (int(major), int(minor)), int(flags)
+
+
+def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[str, str]], what: str) -> bool:
+    """Call; False only when the call was refused for not knowing ``keyword``."""
+    try:
+        call()
+        return True
+    except TypeError as exc:
+        msg = str(exc)
+        if "no keyword arguments" in msg or (keyword in msg and ("keyword" in msg or "argument" in msg)):
+            return False
+        errors.append((what, f"{type(exc).__name__}: {exc}"))
+        return True
+    except Exception as exc:  # the keyword was taken; something else failed
+        errors.append((what, f"{type(exc).__name__}: {exc}"))
+        return True
+
+
+class _Spy:
+    """A DLPack producer wrapping a NumPy array that records what a consumer asks for."""
+
+    def __init__(self, arr: Any, numpy_caps: Capabilities) -> None:
+        self.arr = arr
+        self.caps = numpy_caps
+        self.asked: dict[str, Any] | None = None
+
+    def __dlpack_device__(self) -> Any:
+        return self.arr.__dlpack_device__()
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        if self.asked is None:
+            self.asked = dict(kwargs)
+        allowed = {"stream": self.caps.dlpack_stream, "max_version": self.caps.dlpack_max_version,
+                   "dl_device": self.caps.dlpack_dl_device, "copy": self.caps.dlpack_copy}
+        return self.arr.__dlpack__(**{k: v for k, v in kwargs.items() if allowed.get(k)})
+
+
+def _consumer(name: str, adapter: Adapter) -> Callable[..., Any] | None:
+    import importlib
+
+    spec = _CONSUMERS.get(name, f"{adapter.module}:from_dlpack")
+    modname, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(modname)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj if callable(obj) else None
+
+
+def _probe(adapter: Adapter, version: str | None) -> Capabilities:
+    import numpy as np
+
+    name = adapter.name
+    errors: list[tuple[str, str]] = []
+    base = np.arange(2, dtype=np.float32)
+    fields: dict[str, Any] = {}
+    try:
+        adapter.namespace()
+        x = adapter.import_host(base.copy())
+    except Exception as exc:
+        errors.append(("sample", f"{type(exc).__name__}: {exc}"))
+        return Capabilities(name, version, errors=tuple(errors))
+
+    # producer side
+    dl = getattr(x, "__dlpack__", None)
+    if dl is not None:
+        fields["has_dlpack"] = True
+        fields["dlpack_stream"] = _accepts_keyword(lambda: dl(stream=None), "stream", errors, "__dlpack__(stream=None)")
+        fields["dlpack_max_version"] = _accepts_keyword(lambda: dl(max_version=(1, 0)), "max_version", errors,
+                                                        "__dlpack__(max_version=(1, 0))")
+        dev = None
+        try:
+            dev = x.__dlpack_device__()
+        except Exception as exc:
+            errors.append(("__dlpack_device__()", f"{type(exc).__name__}: {exc}"))
+        if dev is not None:
+            fields["dlpack_dl_device"] = _accepts_keyword(lambda: dl(dl_device=dev), "dl_device", errors,
+                                                          "__dlpack__(dl_device=...)")
+        fields["dlpack_copy"] = _accepts_keyword(lambda: dl(copy=False), "copy", errors, "__dlpack__(copy=False)")
+        try:
+            cap = dl(max_version=(1, 0)) if fields["dlpack_max_version"] else dl()
+            fields["capsule_version"] = _capsule_info(cap)[0]
+            del cap
+        except Exception as exc:
+            errors.append(("capsule", f"{type(exc).__name__}: {exc}"))
+
+    # __array__(copy=)
+    arr_fn = getattr(x, "__array__", None)
+    if arr_fn is not None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fields["array_copy"] = _accepts_keyword(lambda: arr_fn(copy=True), "copy", errors, "__array__(copy=True)")
+
+    # consumer side
+    consume = _consumer(name, adapter)
+    if consume is not None:
+        fields["from_dlpack"] = True
+        src = base.copy()
+        fields["from_dlpack_copy"] = _accepts_keyword(lambda: consume(src, copy=True), "copy", errors,
+                                                      "from_dlpack(x, copy=True)")
+        fields["from_dlpack_device"] = _accepts_keyword(lambda: consume(src, device="cpu"), "device", errors,
+                                                        "from_dlpack(x, device='cpu')")
+        np_caps = capabilities("numpy") if name != "numpy" else Capabilities(name, version, **{
+            k: fields.get(k, False) for k in ("dlpack_stream", "dlpack_max_version", "dlpack_dl_device", "dlpack_copy")})
+        spy = _Spy(base.copy(), np_caps)
+        try:
+            consume(spy)
+        except Exception as exc:
+            errors.append(("from_dlpack(spy)", f"{type(exc).__name__}: {exc}"))
+        fields["requests_versioned"] = bool(spy.asked and spy.asked.get("max_version") is not None)
+
+    if name == "numpy":
+        fields.update(_numpy_readonly(errors))
+    return Capabilities(name, version, errors=tuple(errors), **fields)
+
+
+def _numpy_readonly(errors: list[tuple[str, str]]) -> dict[str, Any]:
+    """NumPy has read-only arrays: can it export them over DLPack, and does it honour the flag?"""
+    import numpy as np
+
+    ro = np.arange(2, dtype=np.float32)
+    ro.flags.writeable = False
+    out: dict[str, Any] = {"readonly_export": False, "readonly_import": None}
+    try:
+        cap = ro.__dlpack__(max_version=(1, 0))
+        _, flags = _capsule_info(cap)
+        del cap
+        out["readonly_export"] = bool(flags is not None and flags & DLPACK_FLAG_READ_ONLY)
+    except Exception as exc:
+        errors.append(("readonly __dlpack__", f"{type(exc).__name__}: {exc}"))
+    if out["readonly_export"]:
+        try:
+            out["readonly_import"] = not np.from_dlpack(ro).flags.writeable
+        except Exception as exc:
+            errors.append(("readonly from_dlpack", f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def dlpack_readonly_reason(source: str, target: str) -> str | None:
+    """Why read-only memory of ``source`` cannot travel to ``target`` over DLPack, or ``None``.
+
+    Read-only memory may cross only in a versioned capsule carrying the read-only flag: the
+    producer must export it (``readonly_export``) and the consumer must ask for a versioned
+    capsule (``requests_versioned``) and honour the flag (``readonly_import``, where known).
+    """
+    try:
+        src, tgt = capabilities(source), capabilities(target)
+    except Exception as exc:  # unknown framework: refuse rather than guess
+        return f"DLPack capabilities unknown ({type(exc).__name__}: {exc})"
+    if not src.readonly_export:
+        return (f"{source} {src.version} cannot export read-only memory over DLPack "
+                f"(needs a versioned capsule with the read-only flag; it answers "
+                f"{'legacy' if src.capsule_version is None else src.capsule_version})")
+    if not tgt.requests_versioned:
+        return (f"{target} {tgt.version}'s from_dlpack asks for legacy capsules, which cannot mark memory read-only")
+    if tgt.readonly_import is False:
+        return f"{target} {tgt.version} ignores DLPack's read-only flag"
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# minimum versions
+
+_VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)")
+
+
+def parse_version(v: str) -> tuple[int, ...]:
+    """The release part of a version string: ``"2.13.0+cpu"`` -> ``(2, 13, 0)``; pre-releases
+    (``"2.0.0rc1"``, ``".dev"``) compare like their release."""
+    m = _VERSION_RE.match(v)
+    if not m:
+        raise ValueError(f"not a version: {v!r}")
+    parts = [int(p) for p in m.group(1).split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+_CHECKED: dict[tuple[str, str | None, str], str | None] = {}
+
+
+def check_min_version(adapter: Adapter) -> None:
+    """Raise :class:`UnknownFrameworkError` when ``adapter``'s framework is older than ``min_version``.
+
+    The planner calls it for both adapters of every plan it builds (not on the cached hot path);
+    the answer is remembered per adapter object and per (framework, version, minimum). Only
+    installed versions are checked (a missing framework fails later with its own message).
+    """
+    try:
+        msg = _BY_ADAPTER[adapter]  # the planner's fast path: no version lookup
+    except KeyError:
+        msg = _BY_ADAPTER[adapter] = _min_version_problem(adapter)
+    if msg is not None:
+        raise UnknownFrameworkError(msg)
+
+
+_BY_ADAPTER: dict[Adapter, str | None] = {}
+
+
+def _min_version_problem(adapter: Adapter) -> str | None:
+    minimum = adapter.min_version
+    if not minimum:
+        return None
+    installed = adapter.version()
+    key = (adapter.name, installed, minimum)
+    if key in _CHECKED:
+        msg = _CHECKED[key]
+    else:
+        msg = None
+        if installed is not None:
+            try:
+                too_old = parse_version(installed) < parse_version(minimum)
+            except ValueError:
+                too_old = False  # an unparseable version is not refused
+            if too_old:
+                req = adapter.install_hint or adapter.distribution or adapter.module
+                msg = format_message(
+                    f"{adapter.name} {installed} is installed, but arrayferry's {adapter.name} adapter needs "
+                    f"{adapter.name} >= {minimum}.",
+                    [f"version read from the {adapter.distribution or adapter.module!r} distribution; "
+                     f"the oldest supported versions are tested in the nox matrix (docs/matrix.md)"],
+                    hint=f"upgrade: pip install --upgrade '{req}>={minimum}'",
+                )
+        _CHECKED[key] = msg
+    return msg

@@ -1,0 +1,223 @@
+"""``@arrayferry.accepts(framework)``: write a function once in one framework, call it with any.
+
+The decorated function's array arguments (all of them, or those named in ``args``; arrays
+nested in lists, dicts, tuples and dataclasses too) are converted to ``framework`` before the
+call. Array results (also inside tuples, lists, dicts) are converted back to the framework and
+device of the *caller*: the first array argument, or the argument named in ``like``.
+
+>>> import arrayferry as af
+>>> @af.accepts("torch")
+... def softmax(x):
+...     return x.softmax(-1)
+>>> softmax(np.zeros(3))                      # doctest: +SKIP
+array([0.33333333, 0.33333333, 0.33333333])
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ._errors import ArrayFerryError, format_message
+
+__all__ = ["accepts", "MixedFrameworksError", "namespace_for"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MIXED = ("error", "first")
+_NAMESPACE_MODULES = {
+    "numpy": "array_api_compat.numpy",
+    "torch": "array_api_compat.torch",
+    "cupy": "array_api_compat.cupy",
+    "dask": "array_api_compat.dask.array",
+    "jax": "jax.numpy",
+    "array_api_strict": "array_api_strict",
+}
+_NS_CACHE: dict[str, Any] = {}
+
+
+class MixedFrameworksError(ArrayFerryError, TypeError):
+    """Arguments of a function decorated with ``accepts(mixed="error")`` come from several frameworks."""
+
+
+def namespace_for(framework: str, example: Any = None) -> Any:
+    """The array-API namespace of ``framework``, from array-api-compat.
+
+    With an ``example`` array, ``array_api_compat.array_namespace(example)``; otherwise the
+    compat module for the framework (``array_api_compat.torch``, ``jax.numpy``, ...).
+    """
+    ns = _NS_CACHE.get(framework)
+    if ns is not None:
+        return ns
+    try:
+        import array_api_compat
+    except ImportError as exc:
+        raise ArrayFerryError(
+            format_message(
+                f"An array-API namespace for {framework!r} was asked for, but array-api-compat is not installed.",
+                hint="pip install array-api-compat",
+            )
+        ) from exc
+    if example is not None:
+        ns = array_api_compat.array_namespace(example)
+    else:
+        import importlib
+
+        modname = _NAMESPACE_MODULES.get(framework)
+        if modname is None:
+            raise ArrayFerryError(
+                format_message(
+                    f"No array-API namespace is known for framework {framework!r} without an array of it.",
+                    [f"known without an array: {', '.join(sorted(_NAMESPACE_MODULES))}"],
+                    hint="pass at least one array argument, or pass xp= yourself",
+                )
+            )
+        ns = importlib.import_module(modname)
+    _NS_CACHE[framework] = ns
+    return ns
+
+
+def _skip_first(sig: inspect.Signature) -> str | None:
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls") and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ):
+        return params[0].name
+    return None
+
+
+def _first_array(value: Any, found: list[Any]) -> None:
+    """Append every array leaf of ``value`` to ``found`` (tree order)."""
+    from ._tree import _ARRAY, _LEAF, _kind, _walk
+
+    k = _kind(type(value))
+    if k == _ARRAY:
+        found.append(value)
+    elif k != _LEAF:
+        leaves: list[tuple[str, Any]] = []
+        _walk(value, "", leaves, [], set())
+        found.extend(x for _, x in leaves)
+
+
+def accepts(
+    framework: str,
+    *,
+    args: Iterable[str] | None = None,
+    like: str | None = None,
+    mixed: str = "error",
+    device: Any = None,
+    copy: bool | None = None,
+    stream: Any = None,
+    namespace_arg: str = "xp",
+    convert_results: bool = True,
+) -> Callable[[F], F]:
+    """Decorate a function written for ``framework`` so that it accepts arrays of any framework.
+
+    :param framework: the framework the function body is written in (``"torch"``, ``"numpy"``, ...).
+    :param args: names of the parameters to convert (default: every parameter except a leading
+        ``self``/``cls`` and ``namespace_arg``). Arrays nested in containers are converted too.
+    :param like: the parameter whose array decides where results go back (default: the first
+        array argument, in signature order).
+    :param mixed: what to do when array arguments come from more than one framework:
+        ``"error"`` (default) raises :class:`MixedFrameworksError`; ``"first"`` converts them all
+        and sends results back to the framework of the first array argument (or ``like``).
+    :param device: device for the converted arguments (default: each argument's own device).
+    :param copy: the copy policy for converting arguments (``None`` aliases when possible;
+        ``True`` gives the function memory it may modify freely; ``False`` raises
+        :class:`CopyRequiredError` where a copy would be needed). Results go back with
+        ``copy=None``.
+    :param stream: the CUDA stream for the conversions in and out, as for :func:`convert`.
+    :param namespace_arg: if the function declares a parameter with this name and the caller
+        does not pass it, it receives the array-API namespace of ``framework`` from
+        array-api-compat (``array_api_compat.array_namespace``).
+    :param convert_results: set ``False`` to return results in ``framework`` as they are.
+
+    The wrapper keeps the function's name, docstring and signature (``functools.wraps`` and
+    ``__signature__``), and works on methods (``self`` is never converted).
+    """
+    if mixed not in _MIXED:
+        raise ArrayFerryError(format_message(
+            f"accepts(mixed={mixed!r}) is not a known rule.", [f"known rules: {', '.join(_MIXED)}"],
+            hint='use mixed="error" (raise on mixed frameworks) or mixed="first" (the first array decides)'))
+    if not isinstance(framework, str) and not hasattr(framework, "__name__"):
+        raise ArrayFerryError(format_message(
+            f"accepts() needs a framework name such as 'torch', got {framework!r}.",
+            hint="write @arrayferry.accepts('torch')"))
+    selected = None if args is None else tuple(args)
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn)
+        names = list(sig.parameters)
+        skip = _skip_first(sig)
+        if selected is not None:
+            unknown = [n for n in selected if n not in sig.parameters]
+            if unknown:
+                raise ArrayFerryError(format_message(
+                    f"accepts(args=...) names parameters that {fn.__qualname__}{sig} does not have: {', '.join(unknown)}.",
+                    hint=f"choose among: {', '.join(names)}"))
+            conv_names = [n for n in names if n in selected]
+        else:
+            conv_names = [n for n in names if n != skip and n != namespace_arg]
+        if like is not None and like not in sig.parameters:
+            raise ArrayFerryError(format_message(
+                f"accepts(like={like!r}): {fn.__qualname__}{sig} has no such parameter.",
+                hint=f"choose among: {', '.join(names)}"))
+        wants_ns = namespace_arg in sig.parameters
+        target = framework if isinstance(framework, str) else framework.__name__
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            from ._api import _TYPES, _source_adapter
+            from ._tree import convert_tree
+
+            bound = sig.bind_partial(*a, **kw)
+            arguments = bound.arguments
+            # which framework the caller speaks: the first array argument (or `like`)
+            frameworks: dict[str, str] = {}
+            caller: Any = None
+            for name in conv_names:
+                if name not in arguments:
+                    continue
+                leaves: list[Any] = []
+                _first_array(arguments[name], leaves)
+                for x in leaves:
+                    src = _TYPES.get(type(x)) or _source_adapter(x)
+                    frameworks.setdefault(src.name, name)
+                    if caller is None and like is None:
+                        caller = (src, x)
+            if like is not None and like in arguments:
+                leaves = []
+                _first_array(arguments[like], leaves)
+                if leaves:
+                    caller = (_TYPES.get(type(leaves[0])) or _source_adapter(leaves[0]), leaves[0])
+            if len(frameworks) > 1 and mixed == "error":
+                raise MixedFrameworksError(format_message(
+                    f"{fn.__qualname__} (written for {target}) was called with arrays from several frameworks.",
+                    [f"{fw}: first in argument {arg!r}" for fw, arg in frameworks.items()],
+                    hint=f'convert them to one framework first, or decorate with accepts({target!r}, mixed="first") '
+                    "to send results back to the first array's framework"))
+            first_converted: Any = None
+            for name in conv_names:
+                if name in arguments:
+                    value = arguments[name]
+                    new = convert_tree(value, target, device=device, copy=copy, stream=stream)
+                    arguments[name] = new
+                    if first_converted is None and frameworks:
+                        leaves = []
+                        _first_array(new, leaves)
+                        if leaves:
+                            first_converted = leaves[0]
+            if wants_ns and namespace_arg not in arguments:
+                arguments[namespace_arg] = namespace_for(target, first_converted)
+            result = fn(*bound.args, **bound.kwargs)
+            if caller is None or not convert_results:
+                return result
+            src, x = caller
+            return convert_tree(result, src.name, device=src.device_of(x), stream=stream)
+
+        wrapper.__signature__ = sig  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,498 @@
+"""The conversion matrix behind ``arrayferry matrix``: routes, zero-copy and timings, as data.
+
+For every ordered pair of installed frameworks and a set of typical cases (contiguous, strided,
+negative stride, Fortran order, read-only, broadcast, big-endian, bfloat16, int64, 0-d, torch
+``requires_grad`` and conjugate-bit tensors), :func:`run_matrix` records
+
+* the route :func:`arrayferry.plan` chooses, whether it is zero-copy, its steps;
+* whether :func:`arrayferry.convert` returned the right values and dtype (bit for bit) and shared
+  memory exactly when the plan said so;
+* the median time of ``convert`` and of the framework's own fastest call for that pair
+  (``torch.from_numpy``, ``Tensor.numpy``, ``np.asarray``, ``jnp.asarray`` ...), or why the
+  native call could not be timed: it raised, returned wrong values or a different dtype, handed
+  out a writable alias of read-only memory, or is known to abort the process (then it is not run).
+
+Cases are built in NumPy and carried into the source framework with arrayferry itself, except
+where the framework has a direct constructor for the case (torch: ``expand`` for broadcasting,
+``requires_grad``, ``conj()``). A case the source framework cannot hold is reported as ``n/a``.
+
+This module imports frameworks only when :func:`run_matrix` runs; formatting lives in
+``arrayferry.cli``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CASES", "Case", "MatrixResult", "Row", "native_call", "run_matrix", "usable_frameworks"]
+
+
+# ------------------------------------------------------------------------------------------------
+# cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """One typical input: how to build it in NumPy (or natively) and how to recognise it."""
+
+    name: str
+    description: str
+    #: builds the case as a NumPy array (``None`` when only native builders exist)
+    numpy: Callable[[], Any] | None
+    #: does an ``ArrayInfo`` still show the property after carrying it into a framework?
+    holds: Callable[[Any], bool]
+    #: framework name -> builder of the case directly in that framework
+    native: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    #: frameworks for which only the native builder may be used (no carrying from NumPy)
+    native_only: bool = False
+
+
+_N = 64  # (64, 64) float32: 16 KiB, small enough that timings show overhead, not bandwidth
+
+
+def _np() -> Any:
+    import numpy as np
+
+    return np
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _base(dtype: str = "float32") -> Any:
+    np = _np()
+    a = np.arange(_N * _N, dtype=np.float64).reshape(_N, _N) - 100.5
+    a[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    return a.astype(dtype)
+
+
+def _readonly() -> Any:
+    a = _base()
+    a.flags.writeable = False
+    return a
+
+
+def _bf16() -> Any:
+    import ml_dtypes
+
+    return _base().astype(ml_dtypes.bfloat16)
+
+
+def _torch_base(dtype: str = "float32") -> Any:
+    torch = _torch()
+    return torch.from_numpy(_base(dtype))
+
+
+CASES: tuple[Case, ...] = (
+    Case("contiguous", "C-contiguous float32 (64, 64)", _base,
+         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
+    Case("strided", "every other column, x[:, ::2]", lambda: _base()[:, ::2],
+         lambda i: i.layout == "strided"),
+    Case("negative", "negative stride, x[::-1]", lambda: _base()[::-1],
+         lambda i: i.layout == "negative"),
+    Case("fortran", "Fortran order, np.asfortranarray(x) / t.T", lambda: _np().asfortranarray(_base()),
+         lambda i: i.layout in ("fortran", "strided"),
+         native={"torch": lambda: _torch_base().T}),
+    Case("readonly", "read-only memory (writeable=False)", _readonly, lambda i: i.readonly),
+    Case("broadcast", "stride 0, np.broadcast_to / Tensor.expand",
+         lambda: _np().broadcast_to(_base()[0], (_N, _N)),
+         lambda i: i.layout in ("broadcast", "strided"),
+         native={"torch": lambda: _torch_base()[0].expand(_N, _N)}),
+    Case("big-endian", "big-endian float32 ('>f4')", lambda: _base(">f4"), lambda i: i.byteorder != "="),
+    Case("bfloat16", "bfloat16 (ml_dtypes in NumPy)", _bf16, lambda i: i.dtype == "bfloat16"),
+    Case("int64", "C-contiguous int64", lambda: _np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1),
+         lambda i: i.dtype == "int64"),
+    Case("0-d", "0-d float64 array", lambda: _np().array(-0.0), lambda i: i.shape == ()),
+    Case("requires_grad", "torch tensor with requires_grad=True", None,
+         lambda i: "requires_grad" in i.flags,
+         native={"torch": lambda: _torch_base().requires_grad_(True)}, native_only=True),
+    Case("conj", "torch complex64 tensor with the conjugate bit set", None,
+         lambda i: "conj" in i.flags,
+         native={"torch": lambda: _torch_base("complex64").conj()}, native_only=True),
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# native calls
+
+
+def native_call(src: str, tgt: str) -> tuple[str, Callable[[Any], Any]] | None:
+    """The framework's own fastest call from ``src`` arrays to ``tgt``: ``(label, function)``."""
+    table: dict[tuple[str, str], tuple[str, Callable[[], Callable[[Any], Any]]]] = {
+        ("numpy", "torch"): ("torch.from_numpy", lambda: _torch().from_numpy),
+        ("torch", "numpy"): ("Tensor.numpy()", lambda: _torch().Tensor.numpy),
+        ("numpy", "jax"): ("jnp.asarray", lambda: sys.modules["jax"].numpy.asarray),
+        ("torch", "jax"): ("jax.dlpack.from_dlpack", lambda: _import("jax.dlpack").from_dlpack),
+        ("jax", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
+        ("numpy", "array_api_strict"): ("xs.asarray", lambda: _import("array_api_strict").asarray),
+        ("torch", "array_api_strict"): ("xs.from_dlpack", lambda: _import("array_api_strict").from_dlpack),
+        ("array_api_strict", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
+        ("numpy", "dask"): ("da.from_array", lambda: _import("dask.array").from_array),
+        ("torch", "dask"): ("da.from_array", lambda: _import("dask.array").from_array),
+        ("dask", "torch"): ("torch.from_numpy(x.compute())", lambda: lambda x: _torch().from_numpy(x.compute())),
+        ("cupy", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
+        ("torch", "cupy"): ("cupy.from_dlpack", lambda: _import("cupy").from_dlpack),
+    }
+    if (src, tgt) in table:
+        label, make = table[(src, tgt)]
+        return label, make()
+    if tgt == "numpy":
+        return "np.asarray", _np().asarray
+    if tgt == "torch":
+        return "torch.from_dlpack", _torch().from_dlpack
+    if tgt == "jax":
+        return "jnp.asarray", _import("jax.numpy").asarray
+    if tgt == "dask":
+        return "da.from_array", _import("dask.array").from_array
+    mod = sys.modules.get(tgt)
+    if mod is not None and hasattr(mod, "from_dlpack"):
+        return f"{tgt}.from_dlpack", mod.from_dlpack
+    if mod is not None and hasattr(mod, "asarray"):
+        return f"{tgt}.asarray", mod.asarray
+    return None
+
+
+def _import(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def _native_danger(src_info: Any, tgt: str, label: str) -> str | None:
+    """Why a native call must not be run at all (it would abort the process)."""
+    if tgt == "torch" and src_info.layout == "negative" and label != "torch.from_numpy":
+        return "not run: torch's DLPack/asarray import of negative strides aborts the process (SIGABRT)"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Row:
+    """One cell of the matrix: (source, target, case)."""
+
+    source: str
+    target: str
+    case: str
+    #: ``"ok"``, ``"n/a"`` (the source cannot hold the case) or ``"error"`` (convert raised)
+    status: str
+    reason: str | None = None
+    route: str | None = None
+    zero_copy: bool | None = None
+    steps: list[str] = field(default_factory=list)
+    #: convert's result matched the source bit for bit with the expected dtype
+    values_ok: bool | None = None
+    #: memory was shared exactly when the plan said so (``None``: no pointer to compare)
+    plan_honest: bool | None = None
+    convert_us: float | None = None
+    native: str | None = None
+    #: ``"ok"``, ``"fails"`` (raised), ``"wrong"`` (wrong values/dtype or unsafe alias),
+    #: ``"not run"`` (known to abort the process) or ``"none"`` (no native call known)
+    native_status: str | None = None
+    native_note: str | None = None
+    native_us: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """``convert`` time over the native call's time."""
+        if self.convert_us is None or not self.native_us:
+            return None
+        return self.convert_us / self.native_us
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ratio"] = self.ratio
+        return d
+
+
+@dataclass
+class MatrixResult:
+    """Everything ``arrayferry matrix`` reports."""
+
+    frameworks: dict[str, str | None]
+    skipped: dict[str, str]
+    cases: list[tuple[str, str]]
+    rows: list[Row]
+    repeat: int
+    environment: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "frameworks": self.frameworks,
+            "skipped": self.skipped,
+            "cases": [{"name": n, "description": d} for n, d in self.cases],
+            "repeat": self.repeat,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# running it
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def usable_frameworks(only: Sequence[str] | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Import the installed frameworks (or those named in ``only``) and try to make an array in each.
+
+    :returns: ``({name: version}, {skipped name: reason})``.
+    :raises arrayferry.UnknownFrameworkError: a name in ``only`` is not registered.
+    """
+    import numpy as np
+
+    import arrayferry as af
+    from ._registry import registry
+
+    reg = registry()
+    names = list(only) if only else sorted(reg.adapters)
+    adapters = [reg.adapter_named(n) for n in names]  # raises UnknownFrameworkError
+    usable: dict[str, str | None] = {}
+    skipped: dict[str, str] = {}
+    probe = np.arange(4, dtype=np.float32)
+    for a in adapters:
+        if a.name in usable or a.name in skipped:
+            continue
+        if not a.is_installed():
+            skipped[a.name] = f"not installed (pip install {a.install_hint or a.distribution or a.module})"
+            continue
+        try:
+            a.namespace()
+        except Exception as exc:
+            skipped[a.name] = f"import {a.module} failed: {_first_line(exc.__cause__ or exc)}"
+            continue
+        if a.name != "numpy":
+            try:
+                af.convert(probe, a.name)
+            except Exception as exc:
+                skipped[a.name] = f"cannot create arrays here: {_first_line(exc)}"
+                continue
+        usable[a.name] = a.version()
+    return usable, skipped
+
+
+def _build(case: Case, fw: str) -> tuple[Any, str | None]:
+    """The case as an array of ``fw``, or ``(None, reason)`` when ``fw`` cannot hold it."""
+    import arrayferry as af
+    from ._registry import registry
+
+    try:
+        if fw in case.native:
+            x = case.native[fw]()
+        elif case.native_only or case.numpy is None:
+            return None, f"only {', '.join(case.native)} arrays have this state"
+        else:
+            x = case.numpy()
+            if fw != "numpy":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    x = af.convert(x, fw)
+    except Exception as exc:
+        return None, f"{fw} cannot hold it: {_first_line(exc)}"
+    info = registry().adapter_named(fw).describe(x)
+    if not case.holds(info):
+        return None, f"{fw} cannot hold it (it becomes {info.summary()})"
+    return x, None
+
+
+def _to_numpy(x: Any) -> Any:
+    import numpy as np
+
+    import arrayferry as af
+
+    a = af.convert(x, "numpy", copy=True)
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+
+
+def _same(ref: Any, got: Any) -> str | None:
+    """``None`` when ``got`` holds exactly ``ref`` (dtype, shape, bytes); else what differs."""
+    if ref.dtype != got.dtype:
+        return f"dtype {ref.dtype} became {got.dtype}"
+    if ref.shape != got.shape:
+        return f"shape {ref.shape} became {got.shape}"
+    if ref.tobytes() != got.tobytes():
+        return "values differ"
+    return None
+
+
+def _pointer(x: Any) -> int | None:
+    from ._registry import registry
+
+    a = registry().adapter_for_type(type(x))
+    if a is None:
+        return None
+    try:
+        return a.data_pointer(x)
+    except Exception:
+        return None
+
+
+def _readonly_of(x: Any) -> bool | None:
+    from ._registry import registry
+
+    a = registry().adapter_for_type(type(x))
+    try:
+        return bool(a.describe(x).readonly) if a is not None else None
+    except Exception:
+        return None
+
+
+def time_call(fn: Callable[[], Any], repeat: int, budget: float = 2e-4) -> float:
+    """Median seconds per call of ``fn`` over ``repeat`` batches of at least ``budget`` seconds."""
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-8)
+    number = max(1, min(20000, int(budget / one)))
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return statistics.median(times)
+
+
+def _cell(src: str, tgt: str, case: Case, repeat: int) -> Row:
+    import arrayferry as af
+    from ._registry import registry
+
+    row = Row(src, tgt, case.name, status="ok")
+    x, why = _build(case, src)
+    if x is None:
+        row.status, row.reason = "n/a", why
+        return row
+    src_info = registry().adapter_named(src).describe(x)
+    try:
+        p = af.plan(x, tgt)
+    except Exception as exc:
+        row.status, row.reason = "error", _first_line(exc)
+        return row
+    row.route, row.zero_copy, row.steps = p.route, p.zero_copy, [s.name for s in p.steps]
+    ref = _to_numpy(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = af.convert(x, tgt)
+        except Exception as exc:
+            row.status, row.reason = "error", _first_line(exc)
+            return row
+        expected = ref
+        if p.dtype != src_info.dtype:  # a narrowing the plan announced (e.g. JAX without x64)
+            from ._dtypes import numpy_dtype
+
+            expected = ref.astype(numpy_dtype(p.dtype))
+            row.reason = f"planned narrowing {src_info.dtype} -> {p.dtype} (warned)"
+        diff = _same(expected, _to_numpy(out))
+        row.values_ok = diff is None
+        if diff:
+            row.reason = f"convert returned wrong data: {diff}"
+        pin, pout = _pointer(x), _pointer(out)
+        if pin is not None and pout is not None and src_info.size:
+            row.plan_honest = (pin == pout) == p.zero_copy
+        row.convert_us = time_call(lambda: af.convert(x, tgt), repeat) * 1e6
+    _native(row, x, src_info, ref, tgt, repeat)
+    return row
+
+
+def _native(row: Row, x: Any, src_info: Any, ref: Any, tgt: str, repeat: int) -> None:
+    nat = native_call(row.source, tgt)
+    if nat is None:
+        row.native_status, row.native_note = "none", "no native call known for this pair"
+        return
+    label, fn = nat
+    row.native = label
+    danger = _native_danger(src_info, tgt, label)
+    if danger:
+        row.native_status, row.native_note = "not run", danger
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = fn(x)
+            got = _to_numpy(out)
+        except Exception as exc:
+            row.native_status, row.native_note = "fails", _first_line(exc)
+            return
+    diff = _same(ref, got)
+    if diff:
+        row.native_status, row.native_note = "wrong", f"wrong result: {diff}"
+        return
+    if src_info.readonly and _pointer(out) is not None and _pointer(out) == _pointer(x) and _readonly_of(out) is False:
+        row.native_status, row.native_note = "wrong", "unsafe: writable alias of read-only memory"
+        return
+    row.native_status = "ok"
+    if caught:
+        row.native_note = f"warns: {str(caught[0].message).splitlines()[0][:80]}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row.native_us = time_call(lambda: fn(x), repeat) * 1e6
+
+
+def run_matrix(
+    frameworks: Sequence[str] | None = None,
+    *,
+    cases: Sequence[str] | None = None,
+    repeat: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> MatrixResult:
+    """Run the matrix over every ordered pair of usable frameworks.
+
+    :param frameworks: names to restrict to (default: every installed, registered framework).
+    :param cases: case names to restrict to (default: all of :data:`CASES`).
+    :param repeat: timing batches per measurement (the median is reported).
+    :param progress: called with a short text before each pair.
+    :raises arrayferry.UnknownFrameworkError: an unknown framework name.
+    :raises ValueError: an unknown case name.
+    """
+    import platform
+
+    import arrayferry as af
+
+    chosen = list(CASES)
+    if cases:
+        known = {c.name: c for c in CASES}
+        bad = [c for c in cases if c not in known]
+        if bad:
+            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join(known)}")
+        chosen = [known[c] for c in cases]
+    usable, skipped = usable_frameworks(frameworks)
+    names = list(usable)
+    rows: list[Row] = []
+    for src in names:
+        for tgt in names:
+            if src == tgt:
+                continue
+            if progress:
+                progress(f"{src} -> {tgt}")
+            for case in chosen:
+                rows.append(_cell(src, tgt, case, repeat))
+    env = {
+        "arrayferry": af.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": str(_cpu_count()),
+    }
+    return MatrixResult(usable, skipped, [(c.name, c.description) for c in chosen], rows, repeat, env)
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,69 @@
+"""Deliberately broken arrayferry plugins, one per entry point (see tests/test_plugin_loading.py, test_kit.py).
+
+Each variant of the tinyarray adapter breaks one rule of the contract; the kit must fail it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from arrayferry_tinyarray import TinyAdapter
+
+import arrayferry as af
+
+
+class LyingAdapter(TinyAdapter):
+    """Claims ``import_host`` aliases (``import_copies`` says nothing) but copies."""
+
+    def import_host(self, arr: Any) -> Any:
+        return self.namespace().TinyArray(bytearray(arr.tobytes()), arr.dtype.name, arr.shape)
+
+
+class BlindSignatureAdapter(TinyAdapter):
+    """Its signature omits the read-only flag, so read-only and writable arrays share one plan."""
+
+    def signature(self, x: Any) -> Hashable:
+        return (type(x), x.dtype)
+
+
+class lying:  # noqa: N801 - entry-point objects
+    @staticmethod
+    @af.hookimpl
+    def arrayferry_adapters() -> list[af.Adapter]:
+        return [LyingAdapter()]
+
+
+class blind_signature:  # noqa: N801
+    @staticmethod
+    @af.hookimpl
+    def arrayferry_adapters() -> list[af.Adapter]:
+        return [BlindSignatureAdapter()]
+
+
+class raising_hook:  # noqa: N801
+    @staticmethod
+    @af.hookimpl
+    def arrayferry_adapters() -> list[af.Adapter]:
+        raise RuntimeError("raising_hook fails inside its hook on purpose")
+
+
+class misspelled_hook:  # noqa: N801
+    @staticmethod
+    @af.hookimpl
+    def arrayferry_adaptors() -> list[af.Adapter]:
+        return []
+
+
+class AbsentAdapter(af.Adapter):
+    """An adapter for a framework that is not installed (module ``af_fixture_absent_framework``)."""
+
+    name = "absentfw"
+    module = "af_fixture_absent_framework"
+
+
+class absent_framework:  # noqa: N801
+    @staticmethod
+    @af.hookimpl
+    def arrayferry_adapters() -> list[af.Adapter]:
+        return [AbsentAdapter()]

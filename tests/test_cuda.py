@@ -1,0 +1,296 @@
+"""GPU tests: data moved between the host and CUDA devices, torch <-> CuPy zero-copy, streams.
+
+Every test here needs a CUDA GPU (marker ``cuda``; two GPUs: ``multigpu``) and is skipped with
+the reason when none is present. Run them with ``nox -s tests-cuda`` (``pytest -m "cuda or
+multigpu"``). Data is checked bit for bit (NaN, -0.0 and inf included), zero-copy by comparing
+device pointers and by writing through one side, and one test per direction uses a
+non-default stream with a delayed producer, so missing synchronisation shows up as wrong values.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from cuda_support import cupy_device_count, torch_cuda_count, torch_is_cpu_build  # noqa: E402
+
+import arrayferry as af  # noqa: E402
+
+pytestmark = pytest.mark.cuda
+
+DTYPES = ["float16", "float32", "float64", "complex64", "int8", "int64", "uint16", "bool"]
+
+
+def _sample(dtype: str, n: int = 64) -> np.ndarray:
+    """Values that catch lossy or reinterpreting paths: NaN, -0.0, +-inf, extremes."""
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return (np.arange(n) % 3 == 0)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        base = np.linspace(info.min, info.max, n, dtype=np.float64).astype(dt)
+        base[:2] = (info.min, info.max)
+        return base
+    special = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 1.5, -2.25, np.finfo(dt).max, np.finfo(dt).tiny])
+    vals = np.resize(special, n).astype(dt)
+    if dt.kind == "c":
+        vals = vals + 1j * np.resize(special[::-1], n).astype(dt)
+    return vals
+
+
+def _assert_bits(expected: np.ndarray, got: Any) -> None:
+    got = np.asarray(got)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(expected).tobytes()
+
+
+def _torch_to_np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+# -- fixtures: skip with the reason --------------------------------------------------------------
+@pytest.fixture
+def torch_cuda() -> Any:
+    if torch_cuda_count() == 0:
+        why = ("torch is a CPU build" if torch_is_cpu_build()
+               else "torch is not installed, or torch.cuda.is_available() is False: no driver or GPU")
+        pytest.skip(f"no CUDA GPU for torch ({why})")
+    import torch
+
+    return torch
+
+
+@pytest.fixture
+def cupy_cuda() -> Any:
+    if cupy_device_count() == 0:
+        pytest.skip("no CUDA device for CuPy (CuPy missing, or no driver/GPU: cupy.cuda.runtime.getDeviceCount() fails)")
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
+def two_gpus(torch_cuda: Any, cupy_cuda: Any) -> tuple[Any, Any]:
+    if min(torch_cuda_count(), cupy_device_count()) < 2:
+        pytest.skip("needs two CUDA GPUs")
+    return torch_cuda, cupy_cuda
+
+
+@pytest.fixture
+def sleep(torch_cuda: Any) -> Any:
+    fn = getattr(torch_cuda.cuda, "_sleep", None)
+    if fn is None:
+        pytest.skip("torch.cuda._sleep (a GPU busy-wait used to delay the producer) is not available")
+    return lambda: fn(200_000_000)  # roughly 0.1 s of GPU time: long enough for a race to show
+
+
+# -- host <-> device -----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_to_torch_cuda_and_back(torch_cuda: Any, dtype: str) -> None:
+    x = _sample(dtype)
+    p = af.plan(x, "torch", device="cuda")
+    assert not p.zero_copy and any(s.transfer for s in p.steps)
+    t = af.convert(x, "torch", device="cuda")
+    assert t.is_cuda and str(t.dtype) == f"torch.{dtype}"
+    assert af.device_of(t) == af.Device("cuda", t.device.index)
+    _assert_bits(x, _torch_to_np(t))
+    back_plan = af.plan(t, "numpy")
+    assert back_plan.route == "host" and back_plan.steps[0].name == "to_host" and not back_plan.zero_copy
+    back = af.convert(t, "numpy")
+    _assert_bits(x, back)
+    back[...] = back[::-1]  # independent host memory: the tensor keeps its values
+    _assert_bits(x, _torch_to_np(t))
+
+
+def test_torch_cuda_to_numpy_copy_false(torch_cuda: Any) -> None:
+    t = torch_cuda.arange(4.0, device="cuda")
+    with pytest.raises(af.CopyRequiredError, match=f"device memory on cuda:{t.device.index} cannot be aliased by numpy"):
+        af.convert(t, "numpy", copy=False)
+    with pytest.raises(af.CopyRequiredError):
+        af.convert(np.arange(4.0), "torch", device="cuda", copy=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_to_cupy_and_back(cupy_cuda: Any, dtype: str) -> None:
+    x = _sample(dtype)
+    p = af.plan(x, "cupy")
+    assert not p.zero_copy and [s.name for s in p.steps] == ["to_device"] and p.steps[0].transfer
+    a = af.convert(x, "cupy")
+    assert isinstance(a, cupy_cuda.ndarray) and a.dtype == x.dtype
+    assert af.device_of(a) == af.Device("cuda", a.device.id)
+    _assert_bits(x, a.get())
+    _assert_bits(x, af.convert(a, "numpy"))
+    with pytest.raises(af.CopyRequiredError, match="cannot be aliased by numpy"):
+        af.convert(a, "numpy", copy=False)
+
+
+def test_cupy_strided_layouts_to_numpy(cupy_cuda: Any) -> None:
+    x = np.arange(48, dtype=np.float32).reshape(6, 8)
+    a = cupy_cuda.asarray(x)
+    for view, ref in [(a[::-1], x[::-1]), (a.T, x.T), (a[:, ::3], x[:, ::3])]:
+        _assert_bits(np.ascontiguousarray(ref), np.ascontiguousarray(af.convert(view, "numpy")))
+
+
+# -- torch CUDA <-> CuPy ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_cupy_zero_copy_both_ways(torch_cuda: Any, cupy_cuda: Any, dtype: str) -> None:
+    x = _sample(dtype)
+    t = torch_cuda.from_numpy(x).to("cuda")
+    p = af.plan(t, "cupy")
+    assert p.route == "dlpack" and p.zero_copy, p.explain()
+    assert any(r == "cai" for r, _ in p.refused)  # the second route is known, and costs more here
+    c = af.convert(t, "cupy")
+    assert c.data.ptr == t.data_ptr() and c.device.id == t.device.index
+    _assert_bits(x, c.get())
+    t2 = af.convert(c, "torch")
+    assert t2.data_ptr() == c.data.ptr and t2.device == t.device
+    if dtype != "bool":
+        c[0] = 1
+        torch_cuda.cuda.synchronize()
+        assert _torch_to_np(t)[0] == 1  # a write through CuPy is seen by torch: same memory
+
+
+def test_cai_route_zero_copy(torch_cuda: Any, cupy_cuda: Any) -> None:
+    from arrayferry._registry import registry
+
+    x = _sample("float32")
+    t = torch_cuda.from_numpy(x).to("cuda")
+    c = registry().adapter_named("cupy").from_cai(t)
+    assert c.data.ptr == t.data_ptr()
+    _assert_bits(x, c.get())
+    t2 = registry().adapter_named("torch").from_cai(c)
+    assert t2.data_ptr() == c.data.ptr and t2.device == t.device
+    _assert_bits(x, _torch_to_np(t2))
+
+
+def test_copy_true_on_device(torch_cuda: Any, cupy_cuda: Any) -> None:
+    x = _sample("float64")
+    t = torch_cuda.from_numpy(x).to("cuda")
+    for target in ("torch", "cupy"):
+        out = af.convert(t, target, copy=True)
+        ptr = out.data_ptr() if target == "torch" else out.data.ptr
+        assert ptr != t.data_ptr()
+        assert af.device_of(out) == af.device_of(t)
+        _assert_bits(x, _torch_to_np(out) if target == "torch" else out.get())
+    c = cupy_cuda.asarray(x)
+    c2 = af.convert(c, "cupy", copy=True)
+    assert c2.data.ptr != c.data.ptr and c2.device.id == c.device.id
+    _assert_bits(x, c2.get())
+
+
+def test_cast_on_device(torch_cuda: Any, cupy_cuda: Any) -> None:
+    x = _sample("float64")
+    c = cupy_cuda.asarray(x)
+    p = af.plan(c, "torch", dtype="float32")
+    assert p.route == "dlpack" and p.steps[0].name == "cast" and not p.steps[0].transfer
+    t = af.convert(c, "torch", dtype="float32")
+    assert t.is_cuda and t.dtype == torch_cuda.float32
+    _assert_bits(x.astype(np.float32), _torch_to_np(t))
+    with pytest.raises(af.LossyConversionError, match="NaN or infinity"):
+        af.convert(c, "torch", dtype="int32")
+
+
+# -- streams ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["stream-argument", "consumer-current-stream"])
+def test_dlpack_orders_delayed_producer(torch_cuda: Any, cupy_cuda: Any, sleep: Any, how: str) -> None:
+    torch = torch_cuda
+    n = 1 << 22
+    t = torch.zeros(n, device="cuda")
+    torch.cuda.synchronize()
+    producer = torch.cuda.Stream()
+    consumer = cupy_cuda.cuda.Stream(non_blocking=True)
+    with torch.cuda.stream(producer):
+        sleep()
+        t.fill_(3.0)  # queued behind the sleep on the producer stream
+        if how == "stream-argument":
+            c = af.convert(t, "cupy", stream=consumer)
+        else:
+            with consumer:
+                c = af.convert(t, "cupy")  # CuPy passes its current stream to __dlpack__
+    with consumer:
+        total = float(c.sum())
+    assert total == 3.0 * n
+    assert c.data.ptr == t.data_ptr()
+
+
+def test_device_to_host_waits_for_stream(torch_cuda: Any, sleep: Any) -> None:
+    torch = torch_cuda
+    n = 1 << 22
+    t = torch.zeros(n, device="cuda")
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        sleep()
+        t.fill_(5.0)
+    out = af.convert(t, "numpy", stream=s)  # the copy to host is queued on s, behind the fill
+    assert out.dtype == np.float32 and bool((out == 5.0).all())
+
+
+def test_host_to_device_on_given_stream(torch_cuda: Any, cupy_cuda: Any) -> None:
+    x = _sample("float32", 1 << 16)
+    s = torch_cuda.cuda.Stream()
+    t = af.convert(x, "torch", device="cuda", stream=s)
+    s.synchronize()
+    _assert_bits(x, _torch_to_np(t))
+    cs = cupy_cuda.cuda.Stream(non_blocking=True)
+    a = af.convert(x, "cupy", stream=cs)
+    cs.synchronize()
+    _assert_bits(x, a.get())
+    p = af.plan(x, "cupy", stream=cs)
+    assert p.stream is not None and p.stream.handle == cs.ptr
+    _assert_bits(x, p.execute(x).get())
+
+
+def test_integer_stream_handles(torch_cuda: Any) -> None:
+    x = _sample("float64")
+    for handle in (1, 2, -1, torch_cuda.cuda.Stream().cuda_stream):
+        t = af.convert(x, "torch", device="cuda", stream=handle)
+        torch_cuda.cuda.synchronize()
+        _assert_bits(x, _torch_to_np(t))
+
+
+# -- two GPUs ----------------------------------------------------------------------------------------
+@pytest.mark.multigpu
+def test_numpy_to_torch_cuda1(two_gpus: tuple[Any, Any]) -> None:
+    x = _sample("float32")
+    t = af.convert(x, "torch", device="cuda:1")
+    assert t.device.index == 1 and af.device_of(t) == af.Device("cuda", 1)
+    _assert_bits(x, _torch_to_np(t))
+
+
+@pytest.mark.multigpu
+def test_cuda0_to_cuda1(two_gpus: tuple[Any, Any]) -> None:
+    torch, cupy = two_gpus
+    x = _sample("float64")
+    t0 = torch.from_numpy(x).to("cuda:0")
+    p = af.plan(t0, "torch", device="cuda:1")
+    assert not p.zero_copy and [s.name for s in p.steps] == ["to_device"] and p.steps[0].transfer
+    t1 = af.convert(t0, "torch", device="cuda:1")
+    assert t1.device.index == 1
+    _assert_bits(x, _torch_to_np(t1))
+    with pytest.raises(af.CopyRequiredError, match="device memory on cuda:0 cannot be aliased by torch on cuda:1"):
+        af.convert(t0, "torch", device="cuda:1", copy=False)
+    with cupy.cuda.Device(0):
+        a0 = cupy.asarray(x)
+    a1 = af.convert(a0, "cupy", device="cuda:1")
+    assert a1.device.id == 1
+    _assert_bits(x, a1.get())
+    c1 = af.convert(t0, "cupy", device=cupy.cuda.Device(1))
+    assert c1.device.id == 1 and c1.data.ptr != t0.data_ptr()
+    _assert_bits(x, c1.get())
+
+
+@pytest.mark.multigpu
+def test_unindexed_cuda_stays_on_source_gpu(two_gpus: tuple[Any, Any]) -> None:
+    torch, _ = two_gpus
+    t1 = torch.arange(8.0, device="cuda:1")
+    p = af.plan(t1, "cupy", device="cuda")
+    assert p.device == af.Device("cuda", 1) and p.zero_copy
+    c = af.convert(t1, "cupy", device="cuda")
+    assert c.device.id == 1 and c.data.ptr == t1.data_ptr()

@@ -1,0 +1,242 @@
+"""Bad input gets a typed arrayferry error: the right class, a message naming what was asked and
+what was tried, and a last line starting ``Hint:``. Never a leaking framework error, a segfault,
+a silent wrong value or a silently dropped mask."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import assert_error_layout, run_python
+
+import arrayferry as af
+
+torch = pytest.importorskip("torch")
+
+
+# -- the hierarchy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "builtin"),
+    [
+        (af.CopyRequiredError, BufferError),
+        (af.UnsupportedDTypeError, TypeError),
+        (af.UnsupportedArrayError, TypeError),
+        (af.UnknownFrameworkError, TypeError),
+        (af.DeviceError, ValueError),
+        (af.LossyConversionError, ValueError),
+        (af.PluginError, Exception),
+    ],
+)
+def test_every_error_is_an_arrayferry_error_and_the_builtin(cls: type[Exception], builtin: type[Exception]) -> None:
+    assert issubclass(cls, af.ArrayFerryError) and issubclass(cls, builtin)
+
+
+# -- arrays that can never leave their framework ---------------------------------------------
+
+_UNCONVERTIBLE: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...], tuple[str, ...]]] = [
+    # id, builder, error class, words in the message, targets
+    ("torch-sparse-coo", lambda: torch.eye(3).to_sparse(), af.UnsupportedArrayError, ("sparse_coo", "to_dense"), ("numpy", "torch")),
+    ("torch-sparse-csr", lambda: torch.eye(3).to_sparse_csr(), af.UnsupportedArrayError, ("sparse_csr", "to_dense"), ("numpy", "torch")),
+    ("torch-meta", lambda: torch.empty(3, device="meta"), af.DeviceError, ("meta", "no data"), ("numpy", "torch")),
+    ("np-masked", lambda: np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]), af.UnsupportedArrayError,
+     ("masked", "mask", "filled"), ("numpy", "torch")),
+    ("np-masked-nomask", lambda: np.ma.masked_array([1.0, 2.0]), af.UnsupportedArrayError, ("masked",), ("torch",)),
+    ("np-object", lambda: np.array([1, "a", None], dtype=object), af.UnsupportedDTypeError, ("object", "numeric"), ("torch",)),
+    ("np-structured", lambda: np.zeros(3, dtype=[("a", "f4"), ("b", "i4")]), af.UnsupportedDTypeError,
+     ("('a', '<f4')", "numeric"), ("torch",)),
+    ("np-datetime64", lambda: np.arange(3).astype("datetime64[ns]"), af.UnsupportedDTypeError, ("datetime64[ns]",), ("torch",)),
+    ("np-timedelta64", lambda: np.arange(3).astype("timedelta64[s]"), af.UnsupportedDTypeError, ("timedelta64[s]",), ("torch",)),
+    ("np-str", lambda: np.array(["a", "bc"]), af.UnsupportedDTypeError, ("<U2",), ("torch",)),
+    ("np-bytes", lambda: np.array([b"a", b"bc"]), af.UnsupportedDTypeError, ("|S2",), ("torch",)),
+    ("np-void", lambda: np.zeros(3, "V4"), af.UnsupportedDTypeError, ("V4",), ("torch",)),
+    ("np-longdouble", lambda: np.zeros(3, np.longdouble), af.UnsupportedDTypeError, ("float128",), ("torch",)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
+@pytest.mark.parametrize("copy_policy", [None, False, True], ids=lambda c: f"copy={c}")
+@pytest.mark.parametrize(("make", "cls", "words", "targets"), [u[1:] for u in _UNCONVERTIBLE], ids=[u[0] for u in _UNCONVERTIBLE])
+def test_unconvertible_arrays_raise_typed_errors(
+    make: Callable[[], Any], cls: type[Exception], words: tuple[str, ...], targets: tuple[str, ...], copy_policy: bool | None
+) -> None:
+    for to in targets:
+        x = make()
+        for fn in (af.plan, af.convert):
+            with pytest.raises(cls) as ei:
+                fn(x, to, copy=copy_policy)
+            assert type(ei.value) is cls  # the most specific class, not a subclass of something else
+            assert_error_layout(ei.value, *words)
+
+
+def test_masked_array_mask_is_never_dropped() -> None:
+    m = np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
+    for to in ("torch", "numpy"):
+        with pytest.raises(af.UnsupportedArrayError):
+            af.convert(m, to)
+    # the documented way out works and is explicit about what masked entries become
+    t = af.convert(m.filled(np.nan), "torch")
+    assert torch.isnan(t[1]) and t[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.array([1, "a", None], dtype=object),
+        lambda: np.zeros(3, dtype=[("a", "f4"), ("b", "i4")]),
+        lambda: np.arange(3).astype("datetime64[D]"),
+        lambda: np.array(["x", "yz"]),
+        lambda: np.zeros(2, np.longdouble),
+    ],
+    ids=["object", "structured", "datetime64", "str", "longdouble"],
+)
+def test_numpy_only_dtypes_stay_numpy(make: Callable[[], Any]) -> None:
+    """Within NumPy nothing needs converting: such arrays alias (or copy with copy=True)."""
+    x = make()
+    y = af.convert(x, "numpy")
+    assert y is x or np.shares_memory(x, y)
+    z = af.convert(x, "numpy", copy=True)
+    assert z.dtype == x.dtype and not np.shares_memory(x, z)
+    assert z.tobytes() == x.tobytes()
+
+
+# -- devices -------------------------------------------------------------------------------------
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
+
+
+@no_cuda
+@pytest.mark.parametrize(
+    "device",
+    ["cuda", "cuda:0", "cuda:1", "gpu", "CUDA:0", af.Device("cuda", 1), "torch-device"],
+    ids=str,
+)
+@pytest.mark.parametrize("src_fw", ["numpy", "torch"])
+def test_cuda_target_without_cuda_is_a_device_error(device: Any, src_fw: str) -> None:
+    if device == "torch-device":
+        device = torch.device("cuda")
+    x = np.arange(3.0) if src_fw == "numpy" else torch.arange(3.0)
+    for fn in (af.plan, af.convert):
+        with pytest.raises(af.DeviceError) as ei:
+            fn(x, "torch", device=device)
+        assert not isinstance(ei.value, AssertionError)
+        assert_error_layout(ei.value, "no CUDA device available")
+
+
+@no_cuda
+def test_cuda_errors_are_not_assertion_errors_with_copy_policies() -> None:
+    for copy_policy in (None, False, True):
+        try:
+            af.convert(torch.zeros(2), "torch", device="cuda", copy=copy_policy)
+        except AssertionError:  # torch's own "Torch not compiled with CUDA enabled"
+            pytest.fail("torch's AssertionError leaked")
+        except af.DeviceError:
+            pass
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_numpy_target_refuses_devices(device: str) -> None:
+    with pytest.raises(af.DeviceError) as ei:
+        af.convert(torch.zeros(2), "numpy", device=device)
+    assert_error_layout(ei.value, "numpy", device)
+
+
+@pytest.mark.parametrize("device", ["cuda:x", ":1", "", object()], ids=["cuda:x", ":1", "empty", "object"])
+def test_unparseable_devices(device: Any) -> None:
+    with pytest.raises(af.DeviceError) as ei:
+        af.convert(np.zeros(2), "torch", device=device)
+    assert_error_layout(ei.value)
+
+
+def test_cpu_device_spellings_work() -> None:
+    x = np.arange(3.0)
+    for device in ("cpu", "CPU", "cpu:0", af.Device("cpu"), torch.device("cpu")):
+        t = af.convert(x, "torch", device=device)
+        assert t.device.type == "cpu" and t.data_ptr() == x.ctypes.data
+
+
+# -- unknown things -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("obj", [[1.0, 2.0], 3.5, None, "abc", object(), np.float64(1.0), memoryview(b"ab")],
+                         ids=["list", "float", "None", "str", "object", "np-scalar", "memoryview"])
+def test_unknown_source_objects(obj: Any) -> None:
+    with pytest.raises(af.UnknownFrameworkError) as ei:
+        af.convert(obj, "torch")
+    assert isinstance(ei.value, TypeError)
+    assert_error_layout(ei.value, "no registered framework", type(obj).__qualname__, "numpy.asarray")
+    with pytest.raises(af.UnknownFrameworkError):
+        af.plan(obj, "numpy")
+    with pytest.raises(af.UnknownFrameworkError):
+        af.device_of(obj)
+
+
+@pytest.mark.parametrize("to", ["tensorflow", "nump", "", 42, json], ids=["tensorflow", "nump", "empty", "42", "json-module"])
+def test_unknown_targets(to: Any) -> None:
+    with pytest.raises(af.UnknownFrameworkError) as ei:
+        af.convert(np.zeros(2), to)
+    assert_error_layout(ei.value, "unknown target framework", "numpy", "torch")
+
+
+@pytest.mark.parametrize("dtype", ["float31", "quaternion", object()], ids=["float31", "quaternion", "object"])
+def test_unknown_dtypes(dtype: Any) -> None:
+    with pytest.raises(af.UnsupportedDTypeError) as ei:
+        af.convert(np.zeros(2), "torch", dtype=dtype)
+    assert_error_layout(ei.value)
+
+
+def test_copy_false_error_lists_every_route() -> None:
+    x = np.arange(6.0)[::-1]
+    with pytest.raises(af.CopyRequiredError) as ei:
+        af.convert(x, "torch", copy=False)
+    msg = str(ei.value)
+    assert "numpy float64 (6,)" in msg and "negative" in msg  # what was asked
+    assert "host:" in msg and "dlpack:" in msg  # what was tried
+    assert_error_layout(ei.value, "copy=None")
+
+
+# -- ml_dtypes missing (simulated in a fresh interpreter) ----------------------------------------
+
+_NO_ML_DTYPES = r"""
+import sys, json
+sys.modules["ml_dtypes"] = None          # import ml_dtypes now raises ImportError
+import numpy as np, torch
+import arrayferry as af
+
+out = {}
+def record(key, fn):
+    try:
+        r = fn()
+        out[key] = ["ok", str(getattr(r, "dtype", type(r)))]
+    except Exception as e:
+        out[key] = [type(e).__name__, str(e), [c.__name__ for c in type(e).__mro__]]
+
+t = torch.tensor([1.5, -0.0], dtype=torch.bfloat16)
+for copy in (None, False, True):
+    record(f"plan-{copy}", lambda: af.plan(t, "numpy", copy=copy))
+    record(f"convert-{copy}", lambda: af.convert(t, "numpy", copy=copy))
+record("numpy-dtype-bf16", lambda: af.convert(np.zeros(2, np.float32), "numpy", dtype="bfloat16"))
+record("torch-to-numpy-dtype-bf16", lambda: af.convert(torch.zeros(2), "numpy", dtype="bfloat16"))
+record("torch-to-torch", lambda: af.convert(t, "torch"))
+record("numpy-to-torch-as-bf16", lambda: af.convert(np.zeros(2, np.float32), "torch", dtype="bfloat16"))
+print(json.dumps(out))
+"""
+
+
+def test_missing_ml_dtypes_gives_unsupported_dtype_error_with_hint() -> None:
+    proc = run_python(_NO_ML_DTYPES)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    must_fail = [k for k in out if k.startswith(("plan-", "convert-"))] + ["numpy-dtype-bf16", "torch-to-numpy-dtype-bf16"]
+    for key in must_fail:
+        name, msg, mro = out[key]
+        assert name == "UnsupportedDTypeError", (key, out[key])
+        assert "TypeError" in mro and "ArrayFerryError" in mro
+        assert "bfloat16" in msg and "ml_dtypes" in msg, msg
+        assert msg.strip().splitlines()[-1].startswith("Hint: pip install ml_dtypes"), msg
+    # torch alone, and torch's own cast, need no ml_dtypes
+    assert out["torch-to-torch"] == ["ok", "torch.bfloat16"]

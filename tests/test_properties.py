@@ -1,0 +1,138 @@
+"""Property tests: random dtype, shape, strides (negative too), byte offsets, byte order and
+read-only flag. Values survive bit for bit (random bit patterns, so NaN payloads too), memory is
+shared exactly when the plan said so, and exactly when the target can safely alias it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from cases import ALL_DTYPES, ML_DTYPES, np_dtype
+from helpers import assert_bitwise_equal, data_pointer, numpy_bits, shares_memory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import arrayferry as af
+
+torch = pytest.importorskip("torch")
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+POLICIES = st.sampled_from([None, False, True])
+
+
+def _random_fill(buf: np.ndarray, seed: int, is_bool: bool) -> None:
+    rng = np.random.default_rng(seed)
+    buf[...] = rng.integers(0, 2 if is_bool else 256, size=buf.size, dtype=np.uint8)
+
+
+@st.composite
+def numpy_arrays(draw: st.DrawFn) -> np.ndarray:
+    """A view into a random uint8 buffer: any dtype, 0-3 dims, steps +-1/+-2, permuted axes,
+    byte offset 0-7, either byte order, optionally read-only."""
+    name = draw(st.sampled_from(ALL_DTYPES))
+    dt = np_dtype(name)
+    if dt.itemsize > 1 and name not in ML_DTYPES and draw(st.booleans()):
+        dt = dt.newbyteorder(">" if dt.byteorder in "=<" else "<")  # the non-native order
+    ndim = draw(st.integers(0, 3))
+    shape = [draw(st.integers(0, 4)) for _ in range(ndim)]
+    steps = [draw(st.sampled_from([1, 2, -1, -2])) for _ in range(ndim)]
+    perm = draw(st.permutations(list(range(ndim))))
+    offset = draw(st.integers(0, 7))
+    base_shape = tuple(n * abs(k) for n, k in zip(shape, steps, strict=True))
+    nbytes = int(np.prod(base_shape, dtype=np.int64)) * dt.itemsize
+    buf = np.empty(nbytes + offset, dtype=np.uint8)
+    _random_fill(buf, draw(st.integers(0, 2**32 - 1)), name == "bool")
+    base = buf[offset:offset + nbytes].view(dt).reshape(base_shape)
+    x = base[(*(slice(None, None, k) for k in steps), ...)].transpose(perm)  # "..." keeps 0-d a view
+    if draw(st.booleans()):
+        x.setflags(write=False)
+    return x
+
+
+def _torch_can_alias(x: np.ndarray) -> bool:
+    """What torch can hold as it is, stated independently of arrayferry's planner."""
+    if not x.flags.writeable or not x.dtype.isnative or any(s < 0 for s in x.strides):
+        return False
+    if x.dtype.kind == "c":  # c10::complex<T> is aligned to its whole size
+        size = x.dtype.itemsize
+        live = [s for s, n in zip(x.strides, x.shape, strict=True) if n > 1]
+        if data_pointer(x) % size or any(s % size for s in live):
+            return False
+    return True
+
+
+@SETTINGS
+@given(x=numpy_arrays(), to=st.sampled_from(["numpy", "torch"]), copy=POLICIES)
+def test_numpy_source(negative_strides_safe: None, x: np.ndarray, to: str, copy: bool | None) -> None:
+    ref = numpy_bits(x)
+    can_alias = to == "numpy" or _torch_can_alias(x)
+    if copy is False and not can_alias and x.size:
+        with pytest.raises(af.CopyRequiredError):
+            af.plan(x, to, copy=False)
+        with pytest.raises(af.CopyRequiredError):
+            af.convert(x, to, copy=False)
+        return
+    try:
+        p = af.plan(x, to, copy=copy)
+    except af.CopyRequiredError:  # only size-0 arrays may land here (their layout still counts)
+        assert copy is False and x.size == 0 and not af.plan(x, to).zero_copy
+        return
+    y = af.convert(x, to, copy=copy)
+    assert_bitwise_equal(ref, y)
+    if x.size:
+        assert p.zero_copy is (copy is not True and can_alias), p.explain()
+        assert shares_memory(x, y) is p.zero_copy, p.explain()
+    if shares_memory(x, y) and not x.flags.writeable:
+        assert to == "numpy" and not y.flags.writeable  # never a writable alias of read-only memory
+    assert_bitwise_equal(ref, af.convert(y, "numpy"))  # and back again
+    assert numpy_bits(x).tobytes() == ref.tobytes()  # the source is untouched
+
+
+@st.composite
+def torch_tensors(draw: st.DrawFn) -> tuple[Any, np.ndarray]:
+    """A torch tensor (positive-step slices, permutations, storage offsets, requires_grad, conj
+    bit) and its values computed with NumPy."""
+    name = draw(st.sampled_from(ALL_DTYPES))
+    dt = np_dtype(name)
+    ndim = draw(st.integers(0, 3))
+    shape = [draw(st.integers(0, 4)) for _ in range(ndim)]
+    steps = [draw(st.sampled_from([1, 2, 3])) for _ in range(ndim)]
+    start = draw(st.integers(0, 1)) if ndim else 0
+    base_shape = tuple(n * k + start for n, k in zip(shape, steps, strict=True))
+    nbytes = int(np.prod(base_shape, dtype=np.int64)) * dt.itemsize
+    buf = np.empty(nbytes, dtype=np.uint8)
+    _random_fill(buf, draw(st.integers(0, 2**32 - 1)), name == "bool")
+    data = buf.view(dt).reshape(base_shape)
+    if name in ML_DTYPES:
+        bits = np.int16 if dt.itemsize == 2 else np.uint8
+        t = torch.from_numpy(data.view(bits).copy()).view(getattr(torch, name))
+    else:
+        t = torch.from_numpy(data.copy())
+    index = tuple(slice(start, None, k) for k in steps)
+    perm = draw(st.permutations(list(range(ndim))))
+    t = t[index].permute(*perm) if ndim else t
+    ref = np.array(data[index].transpose(perm), order="C", copy=True)
+    if name in ("float32", "float64") and draw(st.booleans()):
+        t.requires_grad_()
+    if dt.kind == "c" and draw(st.booleans()):
+        t, ref = t.conj(), np.conj(ref)
+    return t, ref
+
+
+@SETTINGS
+@given(tr=torch_tensors(), to=st.sampled_from(["numpy", "torch"]), copy=POLICIES)
+def test_torch_source(tr: tuple[Any, np.ndarray], to: str, copy: bool | None) -> None:
+    t, ref = tr
+    can_alias = to == "torch" or not t.is_conj()
+    if copy is False and not can_alias:
+        with pytest.raises(af.CopyRequiredError):
+            af.convert(t, to, copy=False)
+        return
+    p = af.plan(t, to, copy=copy)
+    assert p.zero_copy is (copy is not True and can_alias), p.explain()
+    y = af.convert(t, to, copy=copy)
+    assert_bitwise_equal(ref, y)
+    if t.numel():
+        assert shares_memory(t, y) is p.zero_copy, p.explain()
+    assert_bitwise_equal(ref, af.convert(y, "torch"))
