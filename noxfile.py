@@ -116,10 +116,14 @@ def tests(session: nox.Session) -> None:
     plugins = _plugin_dirs()
     if plugins:
         session.install(*PLUGIN_FRAMEWORKS, *[a for p in plugins for a in ("-e", str(p))])
-    session.run("python", "-m", "pytest", "tests", *session.posargs)
-    for p in plugins:
-        if (p / "tests").is_dir():
-            session.run("python", "-m", "pytest", str(p / "tests"), *session.posargs)
+    suites = ["tests"] + [str(p / "tests") for p in plugins if (p / "tests").is_dir()]
+    failed = []
+    for suite in suites:  # every suite runs; the session fails at the end if any failed
+        session.log(f"pytest {suite}")
+        if subprocess.call([str(Path(session.bin) / "python"), "-m", "pytest", suite, *session.posargs], cwd=ROOT):
+            failed.append(suite)
+    if failed:
+        session.error(f"failing suites: {', '.join(failed)}")
 
 
 def _core_cell(numpy: str, torch: str) -> None:

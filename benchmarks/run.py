@@ -118,7 +118,7 @@ def bench_copies(quick: bool) -> list[Result]:
     r = af.convert(ro, "torch")
     assert r.data_ptr() != ro.ctypes.data and np.array_equal(r.numpy(), ro)
     number, repeat = (1, 5) if quick else (2, 11)
-    fns = {
+    fns: dict[str, Callable[[], Any]] = {
         "np.copy(x)": lambda: np.copy(x),
         "convert(x, 'torch', copy=True)": lambda: af.convert(x, "torch", copy=True),
         "convert(read-only x, 'torch')": lambda: af.convert(ro, "torch"),

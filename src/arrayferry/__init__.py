@@ -12,11 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._adapter import Adapter, ArrayInfo, Step, identity
-from ._api import FrameworkInfo, clear_cache, convert, device_of, export_dlpack, framework_of, frameworks, plan
-from ._decorator import MixedFrameworksError, accepts, namespace_for
-from ._device import Device
-from ._dtypes import CANONICAL as CANONICAL_DTYPES
 from ._errors import (
     ArgumentError,
     ArrayFerryError,
@@ -24,19 +19,53 @@ from ._errors import (
     DeviceError,
     LossyConversionError,
     LossyConversionWarning,
+    MixedFrameworksError,
     PluginError,
     UnknownFrameworkError,
     UnsupportedArrayError,
     UnsupportedDTypeError,
 )
-from ._plan import Plan
-from ._shares import shares_memory
-from ._tree import LeafPlan, TreePlan, convert_tree, plan_tree, register_container, unregister_container
+
+# Everything else loads on first use (PEP 562), so ``import arrayferry`` costs a few
+# milliseconds: the planner, registry, tree and decorator modules are imported the first time
+# one of their names is touched, then cached in this module's namespace.
+_LAZY: dict[str, str] = {
+    "Adapter": "._adapter",
+    "ArrayInfo": "._adapter",
+    "Step": "._adapter",
+    "identity": "._adapter",
+    "FrameworkInfo": "._api",
+    "clear_cache": "._api",
+    "convert": "._api",
+    "device_of": "._api",
+    "export_dlpack": "._api",
+    "framework_of": "._api",
+    "frameworks": "._api",
+    "plan": "._api",
+    "accepts": "._decorator",
+    "namespace_for": "._decorator",
+    "Device": "._device",
+    "Plan": "._plan",
+    "shares_memory": "._shares",
+    "LeafPlan": "._tree",
+    "TreePlan": "._tree",
+    "convert_tree": "._tree",
+    "plan_tree": "._tree",
+    "register_container": "._tree",
+    "unregister_container": "._tree",
+    "hookimpl": "._markers",
+}
 
 if TYPE_CHECKING:
-    import pluggy
-
-    hookimpl: pluggy.HookimplMarker
+    from ._adapter import Adapter, ArrayInfo, Step, identity
+    from ._api import FrameworkInfo, clear_cache, convert, device_of, export_dlpack, framework_of, frameworks, plan
+    from ._decorator import accepts, namespace_for
+    from ._device import Device
+    from ._dtypes import CANONICAL as CANONICAL_DTYPES
+    from ._markers import hookimpl
+    from ._plan import Plan
+    from ._shares import shares_memory
+    from ._tree import LeafPlan, TreePlan, convert_tree, plan_tree, register_container, unregister_container
 
 __version__ = "0.1.0"
 
@@ -106,12 +135,22 @@ def broken_plugins() -> list[tuple[str, str]]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "hookimpl":
-        from ._markers import hookimpl
+    import importlib
 
-        return hookimpl
+    modname = _LAZY.get(name)
+    if modname is not None:
+        value = getattr(importlib.import_module(modname, __name__), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+    if name == "CANONICAL_DTYPES":
+        from ._dtypes import CANONICAL
+
+        globals()[name] = CANONICAL
+        return CANONICAL
     if name == "hookspecs":
-        import importlib
-
         return importlib.import_module("arrayferry.hookspecs")
     raise AttributeError(f"module 'arrayferry' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ._errors import ArrayFerryError, format_message
+from ._errors import ArrayFerryError, MixedFrameworksError, format_message
 
 __all__ = ["accepts", "MixedFrameworksError", "namespace_for"]
 
@@ -36,10 +36,6 @@ _NAMESPACE_MODULES = {
     "array_api_strict": "array_api_strict",
 }
 _NS_CACHE: dict[str, Any] = {}
-
-
-class MixedFrameworksError(ArrayFerryError, TypeError):
-    """Arguments of a function decorated with ``accepts(mixed="error")`` come from several frameworks."""
 
 
 def namespace_for(framework: str, example: Any = None) -> Any:

@@ -19,6 +19,7 @@ __all__ = [
     "UnsupportedArrayError",
     "UnsupportedDTypeError",
     "LossyConversionWarning",
+    "MixedFrameworksError",
     "format_message",
 ]
 
@@ -57,6 +58,10 @@ class LossyConversionError(ArrayFerryError, ValueError):
 
 class LossyConversionWarning(UserWarning):
     """A conversion narrowed floats because the target cannot hold the source dtype."""
+
+
+class MixedFrameworksError(ArrayFerryError, TypeError):
+    """Arguments of a function decorated with ``accepts(mixed="error")`` come from several frameworks."""
 
 
 class PluginError(ArrayFerryError, RuntimeError):

@@ -185,7 +185,8 @@ class Row:
     source: str
     target: str
     case: str
-    #: ``"ok"``, ``"n/a"`` (the source cannot hold the case) or ``"error"`` (convert raised)
+    #: ``"ok"``, ``"n/a"`` (the source cannot hold the case), ``"refused"`` (arrayferry refused on
+    #: purpose with a typed error, e.g. LossyConversionError) or ``"error"`` (anything else raised)
     status: str
     reason: str | None = None
     route: str | None = None
@@ -256,6 +257,7 @@ def usable_frameworks(only: Sequence[str] | None = None) -> tuple[dict[str, str 
     import numpy as np
 
     import arrayferry as af
+
     from ._registry import registry
 
     reg = registry()
@@ -288,6 +290,7 @@ def usable_frameworks(only: Sequence[str] | None = None) -> tuple[dict[str, str 
 def _build(case: Case, fw: str) -> tuple[Any, str | None]:
     """The case as an array of ``fw``, or ``(None, reason)`` when ``fw`` cannot hold it."""
     import arrayferry as af
+
     from ._registry import registry
 
     try:
@@ -368,6 +371,7 @@ def time_call(fn: Callable[[], Any], repeat: int, budget: float = 2e-4) -> float
 
 def _cell(src: str, tgt: str, case: Case, repeat: int) -> Row:
     import arrayferry as af
+
     from ._registry import registry
 
     row = Row(src, tgt, case.name, status="ok")
@@ -378,6 +382,10 @@ def _cell(src: str, tgt: str, case: Case, repeat: int) -> Row:
     src_info = registry().adapter_named(src).describe(x)
     try:
         p = af.plan(x, tgt)
+    except af.ArrayFerryError as exc:
+        row.status = "error" if type(exc) is af.ArrayFerryError else "refused"
+        row.reason = _first_line(exc)
+        return row
     except Exception as exc:
         row.status, row.reason = "error", _first_line(exc)
         return row

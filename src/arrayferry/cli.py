@@ -40,6 +40,7 @@ def info_data(*, probe_devices: bool = False) -> dict[str, Any]:
     from importlib.metadata import entry_points
 
     import arrayferry as af
+
     from ._registry import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, registry
 
     reg = registry()
@@ -159,8 +160,8 @@ def format_matrix(result: Any) -> str:
             if r.status == "n/a":
                 table.append([r.case, "n/a", "", "", "", "", ""])
                 continue
-            if r.status == "error":
-                table.append([r.case, "ERROR", "", "", "", "", ""])
+            if r.status in ("error", "refused"):
+                table.append([r.case, "ERROR" if r.status == "error" else "refused", "", "", "", "", ""])
                 notes.append(f"{r.case}: {r.reason}")
                 continue
             zc = "yes" if r.zero_copy else "no"
@@ -201,7 +202,7 @@ def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for k, r in enumerate(rows):
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return out
@@ -242,8 +243,8 @@ def plot_matrix(result: Any, path: str, *, value: str = "ratio") -> None:
                 if value == "route":
                     grid[i, j] = 2
                 continue
-            if r.status == "error":
-                text[i][j] = "error"
+            if r.status in ("error", "refused"):
+                text[i][j] = r.status
                 if value == "route":
                     grid[i, j] = 3
                 continue
@@ -260,10 +261,10 @@ def plot_matrix(result: Any, path: str, *, value: str = "ratio") -> None:
                 grid[i, j] = r.ratio
     fig, ax = plt.subplots(figsize=(1.1 * len(cases) + 3, 0.6 * len(pairs) + 2.2))
     if value == "route":
-        cmap = ListedColormap(["#4caf50", "#ffb74d", "#eeeeee", "#e57373"])
-        im = ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
+        routes = ListedColormap(["#4caf50", "#ffb74d", "#eeeeee", "#e57373"])
+        im = ax.imshow(grid, cmap=routes, vmin=-0.5, vmax=3.5, aspect="auto")
         cbar = fig.colorbar(im, ax=ax, ticks=[0, 1, 2, 3])
-        cbar.ax.set_yticklabels(["zero-copy", "copy", "n/a", "error"])
+        cbar.ax.set_yticklabels(["zero-copy", "copy", "n/a", "error/refused"])
         title = "route class"
     else:
         finite = grid[np.isfinite(grid)]

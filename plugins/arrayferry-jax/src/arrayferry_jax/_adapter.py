@@ -347,9 +347,17 @@ class JaxAdapter(Adapter):
         jdev = None if self._is_default(info.device) else self._jax_device(info.device)
         if self.import_copies(info):
             jnp = jax.numpy
+            if _accepts_keyword(jnp.array, "device"):
 
-            def import_copy(a: Any) -> Any:
-                return jnp.array(a, copy=True, device=jdev)  # always fresh memory, as the plan says
+                def import_copy(a: Any) -> Any:
+                    return jnp.array(a, copy=True, device=jdev)  # always fresh memory, as the plan says
+
+            else:  # older JAX (0.4.30): jnp.array has no device=; copy, then place
+                put = jax.device_put
+
+                def import_copy(a: Any) -> Any:
+                    out = jnp.array(a, copy=True)
+                    return out if jdev is None else put(out, jdev)
 
             return import_copy
         device_put = jax.device_put
@@ -412,3 +420,13 @@ class JaxAdapter(Adapter):
 
     def to_device(self, x: Any, device: Device) -> Any:
         return self.namespace().device_put(x, self._jax_device(device))
+
+
+def _accepts_keyword(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes keyword ``name`` (feature detection, not version numbers)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False

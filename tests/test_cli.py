@@ -1,0 +1,256 @@
+"""The ``arrayferry`` command line: ``info``, ``matrix`` (text, JSON, heat map) and its errors.
+
+Everything runs the real command in a subprocess (``python -m arrayferry`` and the installed
+console script) against the real NumPy and PyTorch installed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("ARRAYFERRY_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "arrayferry", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def ok(p: subprocess.CompletedProcess[str]) -> str:
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# info
+
+
+def test_info_text_names_versions_plugins_and_entry_points() -> None:
+    import arrayferry
+
+    out = ok(run_cli("info"))
+    assert out.splitlines()[0] == f"arrayferry {arrayferry.__version__}"
+    assert f"Python {sys.version.split()[0]}" in out
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ") and ln.split()}
+    assert np.__version__ in lines["numpy"] and "yes" in lines["numpy"]
+    assert torch.__version__ in lines["torch"]
+    assert "Entry-point group: arrayferry.plugins" in out
+    assert "Autoload: enabled" in out
+
+
+def test_info_json_matches_the_installed_frameworks() -> None:
+    d = json.loads(ok(run_cli("info", "--json")))
+    fws = {f["name"]: f for f in d["frameworks"]}
+    assert fws["numpy"]["installed"] is True and fws["numpy"]["version"] == np.__version__
+    assert fws["torch"]["version"] == torch.__version__ and fws["torch"]["plugin"] == "torch"
+    assert "devices" not in fws["torch"]  # not probed unless asked
+    assert d["entry_point_group"] == "arrayferry.plugins"
+    assert d["autoload_disabled"] is False
+    plugins = {p["name"]: p for p in d["plugins"]}
+    assert plugins["numpy"]["frameworks"] == ["numpy"] and plugins["numpy"]["status"] == "ok"
+
+
+def test_info_reports_autoload_disabled() -> None:
+    d = json.loads(ok(run_cli("info", "--json", env={"ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD": "1"})))
+    assert d["autoload_disabled"] is True
+    # only the built-in plugins remain
+    assert {p["name"] for p in d["plugins"] if p["status"] == "ok"} <= {"numpy", "torch", "cupy"}
+
+
+def test_info_devices_reports_no_cuda_cleanly() -> None:
+    d = json.loads(ok(run_cli("info", "--devices", "--json")))
+    fws = {f["name"]: f for f in d["frameworks"]}
+    assert fws["numpy"]["devices"] == ["cpu"]
+    assert "cpu" in fws["torch"]["devices"]
+    if not torch.cuda.is_available():
+        assert fws["torch"]["cuda"] == "no CUDA device"
+        text = ok(run_cli("info", "--devices"))
+        torch_line = next(ln for ln in text.splitlines() if ln.strip().startswith("torch "))
+        assert "cpu (no CUDA device)" in torch_line
+        assert "Traceback" not in text
+
+
+def test_info_lists_broken_plugins_with_their_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from arrayferry._registry import BrokenPlugin, registry
+    from arrayferry.cli import format_info, info_data
+
+    reg = registry()
+    monkeypatch.setattr(reg, "broken", [*reg.broken, BrokenPlugin("badplugin", "ImportError: No module named 'nothere'")])
+    d = info_data()
+    bad = [p for p in d["plugins"] if p["name"] == "badplugin"]
+    assert bad == [{"name": "badplugin", "frameworks": [], "status": "broken", "error": "ImportError: No module named 'nothere'"}]
+    assert "  badplugin: BROKEN: ImportError: No module named 'nothere'" in format_info(d).splitlines()
+
+
+# ------------------------------------------------------------------------------------------------
+# matrix
+
+
+@pytest.fixture(scope="module")
+def matrix() -> dict[str, Any]:
+    out = ok(run_cli("matrix", "--frameworks", "numpy,torch", "--repeat", "3", "--json"))
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def _row(m: dict[str, Any], src: str, tgt: str, case: str) -> dict[str, Any]:
+    rows = [r for r in m["rows"] if (r["source"], r["target"], r["case"]) == (src, tgt, case)]
+    assert len(rows) == 1, (src, tgt, case)
+    return rows[0]
+
+
+def test_matrix_json_covers_both_directions_and_every_case(matrix: dict[str, Any]) -> None:
+    assert set(matrix["frameworks"]) == {"numpy", "torch"}
+    assert matrix["repeat"] == 3
+    cases = [c["name"] for c in matrix["cases"]]
+    assert {"contiguous", "strided", "negative", "fortran", "readonly", "broadcast", "big-endian",
+            "bfloat16", "int64", "0-d", "requires_grad"} <= set(cases)
+    pairs = {(r["source"], r["target"]) for r in matrix["rows"]}
+    assert pairs == {("numpy", "torch"), ("torch", "numpy")}
+    assert len(matrix["rows"]) == 2 * len(cases)
+
+
+def test_matrix_rows_that_ran_are_correct_and_honest(matrix: dict[str, Any]) -> None:
+    ran = [r for r in matrix["rows"] if r["status"] == "ok"]
+    assert len(ran) >= 18
+    for r in ran:
+        assert r["values_ok"] is True, r
+        assert r["plan_honest"] is True, r  # memory shared exactly when the plan said so
+        assert r["convert_us"] > 0
+        if r["native_status"] == "ok":
+            assert r["native_us"] > 0 and r["ratio"] == pytest.approx(r["convert_us"] / r["native_us"])
+        else:
+            assert r["native_us"] is None and r["native_note"]
+
+
+@pytest.mark.parametrize(
+    ("src", "tgt", "case", "zero_copy", "native_status"),
+    [
+        ("numpy", "torch", "contiguous", True, "ok"),
+        ("numpy", "torch", "strided", True, "ok"),
+        ("numpy", "torch", "fortran", True, "ok"),
+        ("numpy", "torch", "negative", False, "fails"),  # torch.from_numpy raises ValueError
+        ("numpy", "torch", "readonly", False, "wrong"),  # torch.from_numpy: writable alias
+        ("numpy", "torch", "broadcast", False, "wrong"),
+        ("numpy", "torch", "big-endian", False, "fails"),
+        ("numpy", "torch", "bfloat16", True, "fails"),
+        ("numpy", "torch", "int64", True, "ok"),
+        ("numpy", "torch", "0-d", True, "ok"),
+        ("torch", "numpy", "contiguous", True, "ok"),
+        ("torch", "numpy", "bfloat16", True, "fails"),
+        ("torch", "numpy", "requires_grad", True, "fails"),
+        ("torch", "numpy", "conj", False, "fails"),
+    ],
+)
+def test_matrix_routes(matrix: dict[str, Any], src: str, tgt: str, case: str, zero_copy: bool, native_status: str) -> None:
+    r = _row(matrix, src, tgt, case)
+    assert r["status"] == "ok", r
+    assert r["zero_copy"] is zero_copy
+    assert r["native_status"] == native_status, r
+    if not zero_copy:
+        assert any(s in r["steps"] for s in ("host_copy", "copy", "resolve_bits")), r["steps"]
+
+
+def test_matrix_native_failure_is_named(matrix: dict[str, Any]) -> None:
+    neg = _row(matrix, "numpy", "torch", "negative")
+    assert neg["native"] == "torch.from_numpy" and "negative strides" in neg["native_note"]
+    ro = _row(matrix, "numpy", "torch", "readonly")
+    assert ro["native_note"] == "unsafe: writable alias of read-only memory"
+    grad = _row(matrix, "torch", "numpy", "requires_grad")
+    assert "detach" in grad["steps"] and grad["native"] == "Tensor.numpy()"
+
+
+@pytest.mark.parametrize("case", ["negative", "readonly", "big-endian"])
+def test_matrix_cases_torch_cannot_hold_are_na(matrix: dict[str, Any], case: str) -> None:
+    r = _row(matrix, "torch", "numpy", case)
+    assert r["status"] == "n/a" and r["reason"].startswith("torch cannot hold it")
+    assert r["convert_us"] is None
+
+
+def test_matrix_text_table() -> None:
+    p = run_cli("matrix", "--frameworks", "numpy,torch", "--cases", "contiguous,negative", "--repeat", "1")
+    out = ok(p)
+    assert "numpy -> torch   (native call: torch.from_numpy)" in out
+    row = next(ln.split() for ln in out.splitlines() if ln.strip().startswith("negative") and "host" in ln)
+    assert row[:3] == ["negative", "host", "no"] and "FAILS" in row
+    assert "measuring numpy -> torch" in p.stderr
+
+
+def test_matrix_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "matrix.png"
+    out = ok(run_cli("matrix", "--frameworks", "numpy,torch", "--cases", "contiguous,negative,readonly",
+                     "--repeat", "1", "--plot", str(png)))
+    assert f"heat map written to {png}" in out
+    data = png.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 1000
+    route_png = tmp_path / "route.png"
+    ok(run_cli("matrix", "--frameworks", "numpy,torch", "--cases", "contiguous", "--repeat", "1",
+               "--plot", str(route_png), "--plot-value", "route", "--json"))
+    assert route_png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+# ------------------------------------------------------------------------------------------------
+# errors: exit status 2, one line, no traceback
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("matrix", "--frameworks", "numpy,nosuch"), "unknown framework(s) 'nosuch' in --frameworks; registered:"),
+        (("matrix", "--repeat", "0"), "--repeat must be at least 1, got 0"),
+        (("matrix", "--cases", "nosuch"), "unknown case(s) nosuch; known: contiguous"),
+        (("matrix", "--frameworks", ","), "empty list ','"),
+    ],
+)
+def test_errors_exit_2_with_one_line(args: tuple[str, ...], expected: str) -> None:
+    p = run_cli(*args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("arrayferry: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['matplotlib'] = None; from arrayferry.cli import main; "
+            f"raise SystemExit(main(['matrix', '--frameworks', 'numpy,torch', '--plot', {str(tmp_path / 'x.png')!r}]))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("arrayferry: error: --plot needs matplotlib, which is not installed; "
+                                "Hint: pip install 'arrayferry[plot]'")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bad_usage_is_argparse_exit_2() -> None:
+    p = run_cli("matrix", "--repeat", "many")
+    assert p.returncode == 2 and "invalid int value: 'many'" in p.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# entry points
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    import arrayferry
+
+    assert ok(run_cli("--version")).strip() == f"arrayferry {arrayferry.__version__}"
+    script = shutil.which("arrayferry", path=str(Path(sys.executable).parent)) or shutil.which("arrayferry")
+    if script is None:
+        pytest.skip("the arrayferry console script is not on PATH (package not pip-installed)")
+    p = subprocess.run([script, "info", "--json"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["arrayferry"] == arrayferry.__version__
