@@ -210,7 +210,8 @@ def matrix(session: nox.Session) -> None:
 def tests_cuda(session: nox.Session) -> None:
     """GPU tests only (pytest -m "cuda or multigpu"), on a CUDA build of torch plus CuPy."""
     # torch 2.14.1 is built against CUDA 13 (its nvidia-*-cu13 wheels): CuPy and cuda-core match it
-    session.install(NUMPY[NUMPY_NEWEST], TORCH["2.14.1"], "cupy-cuda13x", "cuda-core", "-e", ".[test]")
+    # cuda-core does not import without cuda-bindings: its cu13 extra brings the matching one
+    session.install(NUMPY[NUMPY_NEWEST], TORCH["2.14.1"], "cupy-cuda13x", "cuda-core[cu13]", "-e", ".[test]")
     _pytest(session, "tests-cuda", "tests", extra=("-m", "cuda or multigpu"))
 
 
