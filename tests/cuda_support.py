@@ -9,10 +9,11 @@ host memory and a device index. Neither is ever read as data on the device.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 from functools import cache
 from typing import Any
+
+from arrayferry._dlpack_abi import dl_tensor
 
 __all__ = [
     "ClaimsDevice",
@@ -71,63 +72,9 @@ def cupy_without_driver() -> bool:
     return cupy_device_count() == 0
 
 
-# -- DLPack structures (dlpack.h) --------------------------------------------------------------
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", _DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class _DLPackVersion(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32)]
-
-
-class _DLManagedTensorVersioned(ctypes.Structure):
-    _fields_ = [
-        ("version", _DLPackVersion),
-        ("manager_ctx", ctypes.c_void_p),
-        ("deleter", ctypes.c_void_p),
-        ("flags", ctypes.c_uint64),
-        ("dl_tensor", _DLTensor),
-    ]
-
-
-class _DLManagedTensor(ctypes.Structure):
-    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
-
-
-_get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-_get_pointer.restype = ctypes.c_void_p
-_get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-_get_name = ctypes.pythonapi.PyCapsule_GetName
-_get_name.restype = ctypes.c_char_p
-_get_name.argtypes = [ctypes.py_object]
-
-
 def relabel_capsule(capsule: Any, device_type: int, device_id: int) -> Any:
     """Rewrite the device of a (versioned or legacy) DLPack capsule in place and return it."""
-    name = _get_name(capsule)
-    ptr = _get_pointer(capsule, name)
-    if name == b"dltensor_versioned":
-        tensor = _DLManagedTensorVersioned.from_address(ptr).dl_tensor
-    elif name == b"dltensor":
-        tensor = _DLManagedTensor.from_address(ptr).dl_tensor
-    else:
-        raise ValueError(f"not an unconsumed DLPack capsule: {name!r}")
+    tensor = dl_tensor(capsule)
     tensor.device.device_type = device_type
     tensor.device.device_id = device_id
     return capsule

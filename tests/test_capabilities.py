@@ -146,10 +146,24 @@ def test_capsule_version_matches_capsule(fw: tuple[str, Any, Capabilities]) -> N
 
 
 # -- consumer side ----------------------------------------------------------------------------------
-def test_from_dlpack_copy_keyword(fw: tuple[str, Any, Capabilities]) -> None:
+def _aligned_arange(n: int, align: int = 64) -> np.ndarray:
+    """float32 [0, n) whose data pointer is ``align``-byte aligned (JAX aliases only such memory)."""
+    buf = np.empty(n * 4 + align, dtype=np.uint8)
+    off = (-buf.ctypes.data) % align
+    out = buf[off:off + n * 4].view(np.float32)
+    out[:] = np.arange(n, dtype=np.float32)
+    return out
+
+
+def test_from_dlpack_copy_keyword(fw: tuple[str, Any, Capabilities], request: pytest.FixtureRequest) -> None:
     name, mod, got = fw
+    if name == "jax":
+        # Reported upstream (jax-ml/jax#30228, "from_dlpack not respecting copy"; the fix in
+        # jax-ml/jax#29963 does not cover host memory): still reproduces with jax 0.10.2 on 64-byte
+        # aligned host memory. strict: the day JAX copies, this XPASS fails and the note goes.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="jax-ml/jax#30228: jax.dlpack.from_dlpack(copy=True) aliases aligned host memory"))
     consume = FRAMEWORKS[name][2](mod)
-    src = np.arange(4, dtype=np.float32)
+    src = _aligned_arange(4)  # aligned, so a consumer that ignores copy=True is caught every time
     if not got.from_dlpack_copy:
         with pytest.raises(TypeError, match="copy|keyword"):
             consume(src, copy=True)

@@ -168,7 +168,7 @@ class Plan:
             tag = "copy, transfer" if s.transfer else ("copy" if s.copies else "no copy")
             lines.append(f"  {i}. {s.name} [{tag}]: {s.description}")
         if t.refused:
-            lines.append("Routes refused:")
+            lines.append("Routes not taken:")
             lines.extend(f"  - {r}: {why}" for r, why in t.refused)
         if t.notes:
             lines.append("Notes:")
@@ -415,9 +415,13 @@ def build_template(
             )
         raise ArrayFerryError(format_message(asked, tried, hint="install a plugin that bridges these frameworks"))
     ok.sort(key=lambda c: c[0])
-    _, route, steps = ok[0]
-    for _, other, osteps in ok[1:]:
-        refused.append((other, f"works but costs more ({_describe_cost(osteps)})"))
+    best, route, steps = ok[0]
+    for cost, other, osteps in ok[1:]:
+        if cost[:3] == best[:3]:
+            refused.append((other, f"works at the same cost ({_describe_cost(osteps)}); "
+                                   f"the {route} route is preferred into {tgt.name}"))
+        else:
+            refused.append((other, f"works but costs more ({_describe_cost(osteps)})"))
     if notes and kind_of(info.dtype) in "fc" and tdt != info.dtype and dtype is None:
         steps = [*steps, _warn_step(notes[-1])]
     return Template(

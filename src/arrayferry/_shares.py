@@ -21,7 +21,6 @@ The address comes from ``Adapter.data_pointer`` (or the same sources). When neit
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 from ._adapter import Adapter
@@ -68,53 +67,11 @@ def _interface_layout(x: Any) -> _Layout | None:
     return None
 
 
-# -- reading a DLPack capsule in place -------------------------------------------------------------
-
-
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", _DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class _DLManagedTensor(ctypes.Structure):
-    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
-
-
-class _DLPackVersion(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32)]
-
-
-class _DLManagedTensorVersioned(ctypes.Structure):
-    _fields_ = [
-        ("version", _DLPackVersion),
-        ("manager_ctx", ctypes.c_void_p),
-        ("deleter", ctypes.c_void_p),
-        ("flags", ctypes.c_uint64),
-        ("dl_tensor", _DLTensor),
-    ]
-
-
 def _dlpack_layout(x: Any) -> _Layout | None:
     if not hasattr(type(x), "__dlpack__"):
         return None
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    from ._dlpack_abi import dl_tensor
+
     capsule = None
     for kwargs in ({"max_version": (1, 0)}, {}):
         try:
@@ -124,15 +81,9 @@ def _dlpack_layout(x: Any) -> _Layout | None:
             continue
     if capsule is None:
         return None
-    name = ctypes.pythonapi.PyCapsule_GetName
-    name.restype = ctypes.c_char_p
-    name.argtypes = [ctypes.py_object]
-    cname = name(capsule)
-    if cname == b"dltensor_versioned":
-        t = _DLManagedTensorVersioned.from_address(get(capsule, cname)).dl_tensor
-    elif cname == b"dltensor":
-        t = _DLManagedTensor.from_address(get(capsule, cname)).dl_tensor
-    else:
+    try:
+        t = dl_tensor(capsule)
+    except ValueError:
         return None
     nd = t.ndim
     shape = tuple(int(t.shape[i]) for i in range(nd))
