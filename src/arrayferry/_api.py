@@ -7,7 +7,7 @@ composed step functions. Hooks run only when a new signature is planned.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # typing only: convert's overloads name each framework's arra
 
 __all__ = ["convert", "plan", "framework_of", "device_of", "frameworks", "FrameworkInfo", "clear_cache", "export_dlpack"]
 
-_PLANS: dict[Hashable, Any] = {}
+_PLANS: dict[Hashable, Any] = {}  # key -> the composed steps (or a dispatcher for refining targets)
+_TEMPLATES: dict[Hashable, Template] = {}  # key -> its template, to word errors
 _TYPES: dict[type, Adapter] = {}
 _MAX_PLANS = 4096
 _hooked = False
@@ -34,6 +35,7 @@ _hooked = False
 def clear_cache() -> None:
     """Forget every cached plan and type lookup (done automatically when plugins change)."""
     _PLANS.clear()
+    _TEMPLATES.clear()
     _TYPES.clear()
 
 
@@ -109,49 +111,56 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
     src = _TYPES.get(type(x)) or _source_adapter(x)
     key = (src, src.signature(x), to, device, dtype, copy)
     try:
-        ent = _PLANS.get(key)
+        ent = _PLANS[key]
+    except KeyError:
+        ent = _new_entry(x, src, key, to, device, dtype, copy)
     except TypeError:  # unhashable device/dtype object: plan every time
         return run_template(_template(x, src, to, device, dtype, copy)[0], x)
-    if ent is None:
-        ent = _new_entry(x, src, key, to, device, dtype, copy)
-    return ent(x)
+    try:
+        return ent(x)
+    except ArrayFerryError:
+        raise
+    except Exception as exc:  # foreign errors become an ArrayFerryError naming the route
+        raise failed(key, exc) from exc
+
+
+def failed(key: Hashable, exc: Exception) -> Exception:
+    """The error for a cached plan (``_PLANS[key]``) that raised ``exc`` while running."""
+    t = _TEMPLATES.get(key)
+    if t is None:
+        return exc
+    return failure(t, exc)
 
 
 def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None) -> Any:
     tgt = registry().adapter_named(to)
+    ent: Callable[[Any], Any]
     if tgt.refines:
-        sub: dict[Hashable, Any] = {}
+        sub: dict[Hashable, Template] = {}
 
         def refined(y: Any) -> Any:
             rk = tgt.refine_key(src, y)
-            e = sub.get(rk)
-            if e is None:
-                t, _ = _template(y, src, to, device, dtype, copy)
-                e = sub[rk] = _runner(t)
-            return e(y)
+            t = sub.get(rk)
+            if t is None:
+                t = sub[rk] = _template(y, src, to, device, dtype, copy)[0]
+            try:
+                return t.run(y)
+            except ArrayFerryError:
+                raise
+            except Exception as exc:
+                raise failure(t, exc) from exc
 
         ent = refined
     else:
         t, _ = _template(x, src, to, device, dtype, copy)
-        ent = _runner(t)
+        ent = t.run
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
+        _TEMPLATES.clear()
+    if not tgt.refines:
+        _TEMPLATES[key] = t
     _PLANS[key] = ent
     return ent
-
-
-def _runner(t: Template) -> Any:
-    run = t.run
-
-    def go(x: Any) -> Any:
-        try:
-            return run(x)
-        except ArrayFerryError:
-            raise
-        except Exception as exc:
-            raise failure(t, exc) from exc  # foreign errors become an ArrayFerryError naming the route
-
-    return go
 
 
 def plan(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,

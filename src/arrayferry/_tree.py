@@ -296,7 +296,12 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None) -> Call
             if ent is None:
                 ent = new_entry(x, src, key, to, device, dtype, copy)
             local[(src, sig)] = ent
-        return ent(x)
+        try:
+            return ent(x)
+        except ArrayFerryError:
+            raise
+        except Exception as exc:  # as in convert: foreign errors name the route
+            raise _api.failed((src, sig, to, device, dtype, copy), exc) from exc
 
     return conv
 
