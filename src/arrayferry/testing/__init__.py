@@ -45,8 +45,78 @@ Other options (each also an ini key with ``-`` replaced by ``_``):
 The kit only uses public API: :func:`arrayferry.convert`, :func:`arrayferry.plan`,
 ``Adapter.describe``, ``Adapter.signature``, ``Adapter.data_pointer`` and ``Adapter.supports_dtype``
 / ``default_dtype_for``. See ``docs/plugins.md`` ("Running the conformance kit").
+
+Running it from another test suite
+==================================
+
+A plugin whose suite also runs under someone else's pytest options (the core runs
+``pytest tests plugins``) can run the kit in a separate pytest process instead::
+
+    from arrayferry.testing import assert_conformance
+
+    @pytest.mark.slow
+    def test_conformance_kit_passes(tmp_path):
+        assert_conformance("jax", peers=["numpy", "torch", "jax"], workdir=tmp_path)
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ConformanceRun", "assert_conformance", "run_conformance"]
+
+
+@dataclass(frozen=True)
+class ConformanceRun:
+    """The outcome of :func:`run_conformance`: pytest's exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def passed(self) -> bool:
+        """True when pytest exited 0 and ran at least one contract test, none failing."""
+        return self.returncode == 0 and " passed" in self.stdout and " failed" not in self.stdout
+
+    def tail(self, n: int = 3000) -> str:
+        """The end of the output, for assertion messages."""
+        return self.stdout[-n:] + self.stderr[-n // 2:]
+
+
+def run_conformance(
+    framework: str,
+    *,
+    peers: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+    workdir: str | Path,
+    extra_args: Sequence[str] = (),
+    timeout: float = 600,
+) -> ConformanceRun:
+    """Run the kit against ``framework`` in a fresh pytest process (its own empty ini file in
+    ``workdir``, so no outer configuration leaks in) and return the outcome."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    ini = work / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ini), "--rootdir", str(work),
+           f"--arrayferry-conformance={framework}"]
+    if peers is not None:
+        cmd.append(f"--arrayferry-peers={','.join(peers)}")
+    if devices is not None:
+        cmd.append(f"--arrayferry-device={','.join(devices)}")
+    cmd += [*extra_args, str(work)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return ConformanceRun(r.returncode, r.stdout, r.stderr)
+
+
+def assert_conformance(framework: str, **kwargs: object) -> ConformanceRun:
+    """:func:`run_conformance`, failing the calling test (``AssertionError`` with the output's
+    tail) unless the kit passed."""
+    run = run_conformance(framework, **kwargs)  # type: ignore[arg-type]
+    assert run.passed, f"the conformance kit failed for {framework!r}:\n{run.tail()}"
+    return run
