@@ -78,8 +78,17 @@ def _np() -> Any:
 
 
 def _numpy_view(x: Any) -> Any:
-    """A NumPy view of ``x``'s memory through DLPack (public API; read-only carried)."""
+    """A NumPy view of ``x``'s memory through DLPack (public API; read-only carried; works on
+    every xs device, since array-api-strict exports each of them as CPU memory)."""
     return _np().from_dlpack(x)
+
+
+def _host_view(x: Any) -> Any:
+    """The host route's export: a NumPy view through ``__array__`` (public API: no copy, the
+    read-only flag carried). 0.5 us against 4 us for ``np.from_dlpack``, and unlike it it works
+    on NumPy < 2.1 for read-only memory (legacy DLPack cannot say read-only). Only CPU_DEVICE
+    arrays reach it (``np.asarray`` refuses the others): the planner stages them first."""
+    return _np().asarray(x)
 
 
 class ArrayApiStrictAdapter(Adapter):
@@ -252,10 +261,10 @@ class ArrayApiStrictAdapter(Adapter):
         return info.with_(framework="numpy")
 
     def host_exporter(self, info: ArrayInfo) -> Callable[[Any], Any]:
-        return _numpy_view
+        return _host_view
 
     def export_host(self, x: Any) -> Any:
-        return _numpy_view(x)
+        return _host_view(x)
 
     def host_import_refusals(self, info: ArrayInfo) -> list[str]:
         if info.byteorder != "=":
