@@ -141,6 +141,10 @@ class Adapter:
     cai_import: bool = False
     #: Bigger is preferred among equally cheap routes into this framework.
     priority: int = 0
+    #: Where results go when ``device=`` is not given and the source's device cannot hold them:
+    #: the host for most frameworks; CuPy, which holds no host memory, says ``Device("cuda")``
+    #: (the current CUDA device).
+    home_device: Device = CPU
     #: True when plans into this framework depend on more than the source's signature
     #: (e.g. JAX aliases only 64-byte aligned memory); then ``refine_key`` is called per conversion.
     refines: bool = False

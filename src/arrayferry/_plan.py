@@ -287,9 +287,9 @@ class _Refusal(Exception):
 
 def resolve_device(info: ArrayInfo, tgt: Adapter, src: Adapter, device: Any) -> Device:
     if device is None:
-        cands = [info.device, Device(info.device.type), CPU]
-        if info.device.is_host:  # a target that only holds device memory (CuPy): its current CUDA device
-            cands.append(Device("cuda"))
+        # the source's device, its kind, then wherever the target puts arrays by default
+        # (the host for most; the current CUDA device for CuPy, which holds no host memory)
+        cands = [info.device, Device(info.device.type), tgt.home_device]
         last: Exception | None = None
         first_device_error: Exception | None = None  # why a GPU candidate failed says more than "not cpu"
         for d in dict.fromkeys(cands):

@@ -94,6 +94,8 @@ class CupyAdapter(Adapter):
     #: ``__cuda_array_interface__``: the second zero-copy route between device frameworks.
     cai_export = True
     cai_import = True
+    #: CuPy holds no host memory: a host array goes to the current CUDA device by default.
+    home_device = Device("cuda")
 
     # -- identity ----------------------------------------------------------------------------
     def version(self) -> str | None:
