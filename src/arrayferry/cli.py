@@ -35,6 +35,26 @@ class CliError(Exception):
 # info
 
 
+def _cuda_reason(adapter: Any) -> str | None:
+    """Why ``adapter`` cannot place arrays on CUDA now (its own DeviceError's first line), or
+    ``None`` for host-only frameworks, which have nothing to explain."""
+    import re
+
+    from ._device import Device
+    from ._errors import DeviceError
+
+    try:
+        adapter.check_device(Device("cuda"))
+    except DeviceError as exc:
+        first = str(exc).splitlines()[0]
+        if "live on the host" in first:  # the default Adapter.check_device: host-only by design
+            return None
+        return re.sub(r"[;,]? ?\(?asked for (device )?'cuda'\)?\.?", "", first).rstrip(" ;,.") + "."
+    except Exception as exc:  # a broken install is reported, not raised
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def info_data(*, probe_devices: bool = False) -> dict[str, Any]:
     """What ``arrayferry info`` reports, as plain data."""
     from importlib.metadata import entry_points
@@ -58,6 +78,9 @@ def info_data(*, probe_devices: bool = False) -> dict[str, Any]:
             entry["devices"] = devs
             if f.installed and not any(d.startswith(("cuda", "rocm")) for d in devs):
                 entry["cuda"] = "no CUDA device"
+                why = _cuda_reason(reg.adapters[f.name])
+                if why:
+                    entry["cuda_reason"] = why
             elif any(d.startswith(("cuda", "rocm")) for d in devs):
                 entry["cuda"] = ", ".join(d for d in devs if d.startswith(("cuda", "rocm")))
         fws.append(entry)
@@ -104,13 +127,17 @@ def format_info(d: dict[str, Any]) -> str:
                 r.append("-")
             else:
                 devs = ", ".join(f.get("devices") or []) or "-"
-                if f.get("cuda") == "no CUDA device":
+                if f.get("cuda_reason"):  # host-only frameworks have nothing to explain
                     devs += " (no CUDA device)"
                 r.append(devs)
         rows.append(r)
     lines.extend("  " + s for s in _table(rows))
     if not probed:
         lines.append("  (devices not probed: run 'arrayferry info --devices')")
+    reasons = [(f["name"], f["cuda_reason"]) for f in d["frameworks"] if f.get("cuda_reason")]
+    if reasons:
+        lines += ["", "Why no CUDA device:"]
+        lines.extend(f"  {name}: {why}" for name, why in reasons)
     lines += ["", "Plugins:"]
     for p in d["plugins"]:
         if p["status"] == "broken":
