@@ -83,6 +83,14 @@ def test_info_devices_reports_no_cuda_cleanly() -> None:
         torch_line = next(ln for ln in text.splitlines() if ln.strip().startswith("torch "))
         assert "cpu (no CUDA device)" in torch_line
         assert "Traceback" not in text
+        # the reason comes from torch's own adapter, and host-only numpy has nothing to explain
+        assert "no CUDA device available" in fws["torch"]["cuda_reason"]
+        assert "cuda_reason" not in fws["numpy"]
+        why = text.split("Why no CUDA device:\n", 1)[1].split("\n\n", 1)[0]
+        assert any(ln.strip().startswith("torch: no CUDA device available") for ln in why.splitlines())
+        assert not any(ln.strip().startswith("numpy:") for ln in why.splitlines())
+        numpy_line = next(ln for ln in text.splitlines() if ln.strip().startswith("numpy "))
+        assert "no CUDA device" not in numpy_line
 
 
 def test_info_lists_broken_plugins_with_their_error(monkeypatch: pytest.MonkeyPatch) -> None:
