@@ -169,13 +169,7 @@ def _map_dict(node: dict[Any, Any], fn: Callable[[Any], Any], active: set[int]) 
 
 
 def _map_list(node: list[Any], fn: Callable[[Any], Any], active: set[int]) -> Any:
-    out = []
-    kinds = _KINDS
-    try:
-        for v in node:
-            out.append(fn(v) if kinds.get(type(v)) == _ARRAY else _map(v, fn, active))
-    except Exception as exc:
-        raise _fail(exc, f"[{len(out)}]") from None
+    out = _map_seq(node, fn, active)
     if type(node) is list:
         return out
     new = _copy.copy(node)
@@ -183,7 +177,7 @@ def _map_list(node: list[Any], fn: Callable[[Any], Any], active: set[int]) -> An
     return new
 
 
-def _map_seq(node: tuple[Any, ...], fn: Callable[[Any], Any], active: set[int]) -> list[Any]:
+def _map_seq(node: Sequence[Any], fn: Callable[[Any], Any], active: set[int]) -> list[Any]:
     out = []
     kinds = _KINDS
     try:
