@@ -10,7 +10,9 @@
     parses pytest's JUnit XML into a JSON summary: passed, failed, errors, skipped (with
     reasons), xfailed, xpassed, the names of failing tests, pytest's duration.
 ``render --results DIR --out docs/matrix.md [--cells JSON]``
-    writes the Markdown table from every summary in DIR.
+    writes the Markdown table from every summary in DIR and in ``docs/data/matrix/`` (the committed
+    summaries: cells run on other machines, such as the GPU test host's ``scripts/gpu-check``), and
+    stores every summary it rendered in ``docs/data/matrix/``, so the page can be re-rendered anywhere.
 """
 
 from __future__ import annotations
@@ -140,6 +142,16 @@ def summarize(cell: str, xml: Path, seconds: float, versions_file: Path | None, 
 
 
 SHOW_FAILING = 12
+#: committed cell summaries (JSON), one file a cell: the page is rendered from these
+COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "data" / "matrix"
+#: the cells ``scripts/gpu-check`` adds (their names start with this)
+GPU_PREFIX = "gpu-check"
+
+
+def _slug_of(cell: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9.]+", "-", cell).strip("-").lower()
 
 INTRO = [
     "Cells: the core suite (`tests/`) on NumPy 1.26 (the oldest supported), 2.0 and the newest, with torch",
@@ -172,15 +184,26 @@ def _status(d: dict[str, Any]) -> str:
     return "passed"
 
 
-def render(results: Path, out: Path, order: list[str]) -> None:
-    """Write docs/matrix.md from every summary in ``results``."""
-    found = {}
-    for f in sorted(results.glob("*.json")):
-        if f.name.endswith(".versions.json"):
-            continue
-        d = json.loads(f.read_text())
-        if "cell" in d:
-            found[d["cell"]] = d
+def render(results: Path, out: Path, order: list[str], committed: Path = COMMITTED) -> None:
+    """Write docs/matrix.md from every summary in ``results`` and ``committed`` (which it updates)."""
+    found: dict[str, dict[str, Any]] = {}
+    for folder in (committed, results):  # a fresh result replaces the committed one of its cell
+        for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if f.name.endswith(".versions.json"):
+                continue
+            d = json.loads(f.read_text())
+            if "cell" in d:
+                found[d["cell"]] = d
+    committed.mkdir(parents=True, exist_ok=True)
+    order_file = committed / "_order.json"
+    if order:
+        order_file.write_text(json.dumps(order, indent=2) + "\n")
+    elif order_file.exists():
+        order = json.loads(order_file.read_text())
+    for cell, d in found.items():
+        target = committed / f"{_slug_of(cell)}.json"
+        if not target.exists() or json.loads(target.read_text()) != d:
+            target.write_text(json.dumps(d, indent=2) + "\n")
     cells = [c for c in order if c in found] + sorted(c for c in found if c not in order)
     lines = [
         "# Test matrix",
@@ -205,6 +228,10 @@ def render(results: Path, out: Path, order: list[str]) -> None:
     missing = [c for c in order if c not in found]
     if missing:
         lines += ["", "Not run yet: " + ", ".join(f"`{c}`" for c in missing) + "."]
+    if not any(c.startswith(GPU_PREFIX) for c in cells):
+        lines += ["", "GPU cells (`scripts/gpu-check` on the GPU test host: the `cuda`/`multigpu` tests, the conformance",
+                  "kit on `cuda:0` and the suite on the host's versions): **not run yet** on a GPU. See",
+                  "[devices](devices.md#what-has-run-on-a-gpu)."]
     probed: dict[str, str] = {}
     for c in cells:
         for summary in found[c].get("capabilities", {}).values():
@@ -235,6 +262,14 @@ def render(results: Path, out: Path, order: list[str]) -> None:
             lines.append(f"- ... and {more} more failing (the cell's JUnit XML in `.nox/matrix/` has them all)")
         lines.append("")
     out.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def rerender_committed(out: Path, committed: Path = COMMITTED) -> None:
+    """Re-render ``out`` from the committed summaries alone (``docs/data/matrix/``)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as empty:
+        render(Path(empty), out, [], committed)
 
 
 def main(argv: list[str] | None = None) -> int:

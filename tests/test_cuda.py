@@ -294,3 +294,142 @@ def test_unindexed_cuda_stays_on_source_gpu(two_gpus: tuple[Any, Any]) -> None:
     assert p.device == af.Device("cuda", 1) and p.zero_copy
     c = af.convert(t1, "cupy", device="cuda")
     assert c.device.id == 1 and c.data.ptr == t1.data_ptr()
+
+
+# -- every host <-> device pair, read-only host memory, casts placed before the transfer -----------
+def _host_source(kind: str, x: np.ndarray) -> Any:
+    if kind == "numpy":
+        return x
+    if kind == "numpy-readonly":
+        y = x.copy()
+        y.setflags(write=False)
+        return y
+    import torch
+
+    return torch.from_numpy(x.copy())  # torch on the CPU
+
+
+def _to_numpy(out: Any) -> np.ndarray:
+    mod = type(out).__module__.split(".")[0]
+    if mod == "torch":
+        return _torch_to_np(out)
+    if mod == "cupy":
+        return out.get()  # type: ignore[no-any-return]
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("source", ["numpy", "numpy-readonly", "torch-cpu"])
+@pytest.mark.parametrize("target", ["torch", "cupy"])
+@pytest.mark.parametrize("dtype", ["float32", "complex64", "int64", "bool"])
+def test_host_to_device_every_pair(torch_cuda: Any, cupy_cuda: Any, source: str, target: str, dtype: str) -> None:
+    x = _sample(dtype)
+    src = _host_source(source, x)
+    p = af.plan(src, target, device="cuda:0")
+    # one copy: the transfer itself (read-only host memory is not copied on the host first)
+    assert p.copies == 1 and [s.name for s in p.steps if s.copies] == ["to_device"], p.explain()
+    assert p.nbytes_moved >= x.nbytes
+    out = af.convert(src, target, device="cuda:0")
+    assert af.device_of(out) == af.Device("cuda", 0)
+    _assert_bits(x, _to_numpy(out))
+    # independent of the host source: writing the device result leaves the source untouched
+    if dtype != "bool":
+        out[0] = 7
+        _assert_bits(x, _to_numpy(src) if source != "torch-cpu" else _torch_to_np(src))
+
+
+@pytest.mark.parametrize("source", ["torch", "cupy"])
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "complex128", "uint16", "bool"])
+def test_device_to_host_every_pair(torch_cuda: Any, cupy_cuda: Any, source: str, target: str, dtype: str) -> None:
+    x = _sample(dtype)
+    src = torch_cuda.from_numpy(x).to("cuda:0") if source == "torch" else cupy_cuda.asarray(x)
+    p = af.plan(src, target, device="cpu")
+    assert p.copies == 1 and any(s.transfer for s in p.steps), p.explain()
+    out = af.convert(src, target, device="cpu")
+    assert af.device_of(out) == af.Device("cpu")
+    _assert_bits(x, _to_numpy(out))
+    with pytest.raises(af.CopyRequiredError, match="cannot be aliased"):
+        af.convert(src, target, device="cpu", copy=False)
+
+
+@pytest.mark.parametrize("source", ["torch", "cupy"])
+def test_narrowing_cast_runs_on_the_device_before_the_transfer(torch_cuda: Any, cupy_cuda: Any, source: str) -> None:
+    x = _sample("float64", 1 << 12)
+    src = torch_cuda.from_numpy(x).to("cuda:0") if source == "torch" else cupy_cuda.asarray(x)
+    p = af.plan(src, "numpy", dtype="float16")
+    names = [s.name for s in p.steps]
+    assert "cast" in names and names.index("cast") < names.index("to_host"), p.explain()
+    # the transfer moves float16 (2 bytes an element), not float64: at most one float64 read + two float16 writes
+    assert p.nbytes_moved <= 2 * x.size * 2, p.explain()
+    with np.errstate(over="ignore"):
+        expected = x.astype(np.float16)
+    _assert_bits(expected, af.convert(src, "numpy", dtype="float16"))
+
+
+@pytest.mark.parametrize("target", ["torch", "cupy"])
+def test_widening_cast_runs_on_the_device_after_the_transfer(torch_cuda: Any, cupy_cuda: Any, target: str) -> None:
+    x = _sample("float16", 1 << 12)
+    p = af.plan(x, target, device="cuda:0", dtype="float64")
+    # the transfer moves float16; the cast to the 4x wider float64 runs on the device afterwards
+    assert [s.name for s in p.steps if s.copies][0] == "to_device", p.explain()
+    assert p.nbytes_moved >= x.size * (2 + 8)
+    out = af.convert(x, target, device="cuda:0", dtype="float64")
+    _assert_bits(x.astype(np.float64), _to_numpy(out))
+
+
+def test_copy_true_on_device_is_independent(torch_cuda: Any, cupy_cuda: Any) -> None:
+    x = _sample("int64")
+    t = torch_cuda.from_numpy(x).to("cuda:0")
+    for target in ("torch", "cupy"):
+        out = af.convert(t, target, copy=True)
+        out[0] = 12345
+        torch_cuda.cuda.synchronize()
+        _assert_bits(x, _torch_to_np(t))  # the source did not change
+
+
+# -- zero-copy between torch CUDA and CuPy through CAI, with a producer still running ---------------
+def test_cai_orders_delayed_torch_producer(torch_cuda: Any, cupy_cuda: Any, sleep: Any) -> None:
+    from arrayferry._registry import registry
+
+    torch = torch_cuda
+    n = 1 << 22
+    t = torch.zeros(n, device="cuda")
+    torch.cuda.synchronize()
+    producer = torch.cuda.Stream()
+    with torch.cuda.stream(producer):
+        sleep()
+        t.fill_(4.0)
+        c = registry().adapter_named("cupy").from_cai(t)  # torch's CAI v2: the producer is the current stream
+    assert c.data.ptr == t.data_ptr()
+    assert float(c.sum()) == 4.0 * n  # CuPy's current stream waited for the fill
+
+
+def test_dlpack_orders_delayed_cupy_producer(torch_cuda: Any, cupy_cuda: Any, sleep: Any) -> None:
+    torch, cupy = torch_cuda, cupy_cuda
+    n = 1 << 22
+    c = cupy.zeros(n, dtype=cupy.float32)
+    cupy.cuda.Device().synchronize()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        sleep()  # the side stream is busy ...
+    ext = cupy.cuda.ExternalStream(side.cuda_stream)
+    with ext:
+        c.fill(6.0)  # ... so this CuPy write waits behind the sleep
+        t = af.convert(c, "torch")  # CuPy's current stream is the producer's: torch's stream waits for it
+    assert t.data_ptr() == c.data.ptr
+    assert float(t.sum()) == 6.0 * n
+
+
+# -- DLPack and CAI both offered: the plan names both, data is shared -------------------------------
+@pytest.mark.parametrize("direction", ["torch->cupy", "cupy->torch"])
+def test_zero_copy_plan_names_both_protocols(torch_cuda: Any, cupy_cuda: Any, direction: str) -> None:
+    x = _sample("float32")
+    t = torch_cuda.from_numpy(x).to("cuda:0")
+    src, target = (t, "cupy") if direction == "torch->cupy" else (cupy_cuda.asarray(x), "torch")
+    p = af.plan(src, target)
+    assert p.route == "dlpack" and p.zero_copy
+    assert dict(p.refused).get("cai", "").startswith("works at the same cost"), p.explain()
+    out = af.convert(src, target)
+    ptr_in = src.data_ptr() if direction == "torch->cupy" else src.data.ptr
+    ptr_out = out.data.ptr if direction == "torch->cupy" else out.data_ptr()
+    assert ptr_in == ptr_out

@@ -265,7 +265,7 @@ def test_export_dlpack_prepares_torch_states() -> None:
     import torch
 
     t = torch.tensor([1.0, -0.0, float("nan")], requires_grad=True)
-    with pytest.raises(BufferError):
+    with pytest.raises((BufferError, RuntimeError)):  # torch >= 2.4 raises BufferError, older RuntimeError
         np.from_dlpack(t)  # what a consumer meets without arrayferry
     out = np.from_dlpack(export_dlpack(t))
     assert out.ctypes.data == t.data_ptr()  # detach costs nothing

@@ -64,6 +64,28 @@ def test_kit_passes_for_core_frameworks(tmp_path: Path, framework: str) -> None:
         assert "torch cannot use device 'cuda:0' here" in out
 
 
+@pytest.mark.slow
+def test_kit_plans_driverless_cupy(tmp_path: Path) -> None:
+    """CuPy without a GPU goes through the kit like numpy and torch: what needs no device runs
+    (detection without import, refusals of non-numeric dtypes, the unreachable-device checks on
+    ``cpu`` and ``cuda:0``) and passes; the rest skips with the reason. On the GPU test host
+    ``scripts/gpu-check`` runs the same kit on ``cuda:0``, where the round trips run too."""
+    from cuda_support import cupy_without_driver
+
+    if not cupy_without_driver():
+        pytest.skip("needs CuPy installed without a usable GPU (pip install '.[test-devices]')")
+    res = _pytest(tmp_path, "--arrayferry-conformance=cupy", "--arrayferry-peers=numpy,torch,cupy",
+                  "--arrayferry-device=cpu,cuda:0", "-rA", autoload=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    passed = set(re.findall(r"^PASSED arrayferry/testing/contract\.py::(\S+)", res.stdout, re.M))
+    must = {"test_detection_without_import[cupy]", "test_unreachable_device_refused[cupy-cpu]",
+            "test_unreachable_device_refused[cupy-cuda:0]"} | {
+        f"test_non_numeric_dtypes_refused[cupy-{k}]" for k in ("object", "datetime64", "structured", "string")}
+    assert must <= passed, sorted(must - passed)
+    assert "cupy cannot use device 'cuda:0' here: CuPy is installed but no CUDA driver/device is available" in out
+
+
 @pytest.fixture(scope="module")
 def tiny_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The worked example of docs/plugins.md installed with pip, like a user would."""

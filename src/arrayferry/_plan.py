@@ -331,6 +331,17 @@ def build_template(
     if info.problem is not None:
         cls, msg = info.problem
         raise cls(msg)
+    if dtype is None and info.dtype not in ITEMSIZE and src is not tgt:
+        # refused on every device: said before any device is resolved (a host without a GPU
+        # would otherwise answer "no device" for an array that could never cross anyway)
+        raise UnsupportedDTypeError(
+            format_message(
+                f"Cannot convert a {info.framework} array of dtype {info.dtype} to {tgt.name}.",
+                ["only boolean, integer, floating and complex dtypes can cross frameworks "
+                 "(object, string, structured, datetime and extended-precision dtypes cannot)"],
+                hint="convert the data to a numeric dtype first (e.g. x.astype('float64'))",
+            )
+        )
     tdev = resolve_device(info, tgt, src, device)
     notes: list[str] = []
     if dtype is not None:
@@ -343,16 +354,7 @@ def build_template(
                     hint="choose another dtype",
                 )
             )
-    elif info.dtype not in ITEMSIZE:
-        if src is not tgt:
-            raise UnsupportedDTypeError(
-                format_message(
-                    f"Cannot convert a {info.framework} array of dtype {info.dtype} to {tgt.name}.",
-                    ["only boolean, integer, floating and complex dtypes can cross frameworks "
-                     "(object, string, structured, datetime and extended-precision dtypes cannot)"],
-                    hint="convert the data to a numeric dtype first (e.g. x.astype('float64'))",
-                )
-            )
+    elif info.dtype not in ITEMSIZE:  # same framework (other frameworks were refused above)
         tdt = info.dtype
     else:
         tdt = tgt.default_dtype_for(info.dtype, tdev)
@@ -516,7 +518,11 @@ def _host_route(
     if tdev.is_host:
         # the target's import lands directly on this host device (JAX has several CPU devices)
         hinfo = hinfo.with_(device=tdev)
-    reasons = tgt.host_import_refusals(hinfo)
+    # Bound for a device, the target's host import is only a stop before ``to_device``, which copies:
+    # that transient alias of read-only memory is read once by the transfer and never handed out, so
+    # read-only memory needs no host copy first (one copy in all, not two).
+    transient_readonly = not tdev.is_host and hinfo.readonly
+    reasons = tgt.host_import_refusals(hinfo.with_(readonly=False) if transient_readonly else hinfo)
     if tdt != hinfo.dtype:
         reasons = [*reasons, f"cast {hinfo.dtype} to {tdt}"]
     copied_already = any(s.copies for s in steps)
@@ -532,14 +538,30 @@ def _host_route(
         if still:
             raise _Refusal("; ".join(still))
     again = tgt.import_copies(hinfo)
-    steps.append(Step("import_host", f"{tgt.name} takes the NumPy memory " + (f"(copies: {again})" if again else "without copying"),
-                      tgt.host_importer(hinfo), copies=bool(again),
+    importer = tgt.host_importer(hinfo)
+    if transient_readonly and hinfo.readonly:
+        importer = _transient_import(importer)
+    steps.append(Step("import_host", f"{tgt.name} takes the NumPy memory " + (f"(copies: {again})" if again else "without copying")
+                      + ("; read-only memory is only read by the transfer that follows" if transient_readonly and hinfo.readonly else ""),
+                      importer, copies=bool(again),
                       # a copying import onto another host device (JAX cpu:3 -> cpu:1) is a transfer
                       transfer=bool(again) and tdev != cur.device))
     if not tdev.is_host:
         steps.append(Step("to_device", f"transfer from the host to {tdev} ({tgt.name})",
                           _mover(tgt, tdev), copies=True, transfer=True))
     return steps
+
+
+def _transient_import(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` with the frameworks' "not writable" warnings silenced: its result is a transient alias
+    of read-only memory that the next step (a transfer to a device) only reads."""
+
+    def import_readonly(a: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not writ", category=UserWarning)
+            return fn(a)
+
+    return import_readonly
 
 
 def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None,

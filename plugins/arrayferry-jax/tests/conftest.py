@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 
+# On a GPU host JAX would take 75 % of the GPU at its first use, leaving too little for torch and
+# CuPy in the same process (the GPU tests move arrays between all three): allocate on demand.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 _FLAG = "--xla_force_host_platform_device_count=4"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()

@@ -252,6 +252,9 @@ class CupyAdapter(Adapter):
             out.append(f"CuPy cannot alias memory on {info.device} (cupy.from_dlpack takes device memory only)")
         if info.dtype in ML_DTYPES:
             out.append(f"CuPy has no {info.dtype} dtype")
+        if info.readonly:
+            # e.g. a JAX array on the GPU (immutable): cupy.from_dlpack would hand out a writable alias
+            out.append("CuPy arrays are always writable: aliasing read-only memory would let writes through")
         return out
 
     def from_dlpack(self, x: Any) -> Any:

@@ -47,7 +47,11 @@ class TorchAdapter(Adapter):
     module = "torch"
     aliases = ("pytorch", "pt")
     distribution = "torch"
-    min_version = "2.13"  # the oldest torch the nox matrix tests (docs/matrix.md)
+    #: The oldest torch whose routes the planner can serve, by capability: uint16/uint32/uint64
+    #: tensors (every canonical dtype maps to ``torch.<name>``) first exist in 2.3; everything else
+    #: the routes call (``from_dlpack``, ``resolve_conj``/``resolve_neg``, ``ExternalStream``) is
+    #: older. The nox cell ``tests(numpy='1.26', torch='2.3')`` runs the core suite on 2.3.1.
+    min_version = "2.3"
     install_hint = "torch"
     readonly_capable = False
     host_export = True

@@ -39,6 +39,7 @@ __all__ = [
     "test_signature_captures_plan",
     "test_dtype_fidelity",
     "test_non_numeric_dtypes_refused",
+    "test_unreachable_device_refused",
     "test_round_trip_out",
     "test_round_trip_in",
 ]
@@ -451,6 +452,38 @@ def test_non_numeric_dtypes_refused(af_framework: str, af_non_numeric: str) -> N
     with pytest.raises(af.UnsupportedDTypeError) as info:
         af.convert(x, af_framework)
     _check_hint(info.value)
+
+
+def test_unreachable_device_refused(af_framework: str, af_device: str) -> None:
+    """A device the framework cannot reach here (no GPU, no driver, a host-only framework) is refused
+    while planning, with :class:`arrayferry.DeviceError` and a hint, for every case and copy policy;
+    ``devices()`` does not list it and ``frameworks(probe_devices=True)`` does not raise.
+
+    This is what the kit checks of a device framework on a machine without its device (CuPy
+    without a driver, JAX or torch without a GPU); where the device is reachable it skips, and the
+    round trips run there instead.
+    """
+    ad = _adapter(af_framework)
+    dev = af.Device.parse(af_device)
+    ad.namespace()
+    try:
+        ad.check_device(dev)
+    except af.DeviceError as exc:
+        _check_hint(exc)
+    else:
+        pytest.skip(f"{ad.name} can use device {af_device!r} here: the round trips check it")
+    assert dev not in ad.devices(), f"{dev} is listed by {ad.name}.devices() but check_device refuses it"
+    for case in CASES:
+        ref = case.numpy()
+        for copy in (None, False, True):
+            with pytest.raises(af.DeviceError) as info:
+                af.plan(ref, af_framework, device=dev, copy=copy)
+            _check_hint(info.value)
+        with pytest.raises(af.DeviceError) as info:
+            af.convert(ref, af_framework, device=dev)
+        _check_hint(info.value)
+    listed = {f.name: f for f in af.frameworks(probe_devices=True)}
+    assert str(dev) not in (listed[af_framework].devices or ()), f"frameworks() lists {dev} for {ad.name}"
 
 
 def test_round_trip_out(af_framework: str, af_peer: str, af_device: str, af_case: str, af_copy: bool | None) -> None:
