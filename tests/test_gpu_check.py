@@ -159,8 +159,8 @@ def test_dry_run_installs_offline_and_collects(tmp_path: Path) -> None:
     steps = {s["step"]: s for s in summary["steps"]}
     assert list(steps) == ["versions", "install", "info", "gpu-tests", "kit", "bench", "host-suite"]
     assert all(s["ok"] for s in steps.values())
-    assert int(steps["gpu-tests"]["detail"].split()[0]) >= 80  # tests/test_cuda.py and the JAX plugin's
-    assert int(steps["kit"]["detail"].split()[0]) > 1000
+    assert int(steps["gpu-tests"]["detail"].split()[0]) >= 80  # tests/test_cuda.py (and the JAX plugin's)
+    assert int(steps["kit"]["detail"].split()[0]) > 100  # torch on cuda:0 at least (CuPy and JAX where installed)
     log = (tmp_path / "out" / "gpu-check.log").read_text()
     assert "--no-index --no-deps --no-build-isolation" in log
     where = next(ln for ln in log.splitlines() if ln.startswith("arrayferry imported from "))
@@ -174,9 +174,10 @@ def test_gpu_check_failure_exit_status(tmp_path: Path) -> None:
     env.pop("PYTHONPATH", None)
     res = subprocess.run([sys.executable, str(SCRIPT), "--python", "/nonexistent/python3", "--budget", "60"],
                          capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 1
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
     assert "gpu-check FAILED" in res.stdout
-    assert "FAILED [install]" in res.stdout or "FAILED [versions]" in res.stdout
+    assert "FAILED [install] cannot run /nonexistent/python3" in res.stdout
 
 
 def test_install_without_pip_builds_and_unpacks(tmp_path: Path) -> None:
