@@ -32,7 +32,7 @@ def render() -> str:
         if not name.startswith("arrayferry_"):
             continue
         opts = getattr(fn, "arrayferry_spec", {}) or {}
-        lines += [f"### `{name}` {{ #{name} }}", "", "```python", f"{name}{signature(fn)}", "```", ""]
+        lines += [f"### `{name}` {{ #{name} }}", "", "```text", f"{name}{signature(fn)}", "```", ""]
         if opts.get("firstresult"):
             lines += ["*firstresult*: stops at the first non-None result.", ""]
         lines += [rst_to_markdown(fn.__doc__ or ""), ""]
@@ -48,7 +48,7 @@ def render() -> str:
         if name.startswith("_") or not callable(fn):
             continue
         fn = getattr(fn, "__func__", fn)
-        lines += [f"#### `{name}` {{ #arrayferry.Adapter.{name} }}", "", "```python", f"{name}{signature(fn)}", "```", "",
+        lines += [f"#### `{name}` {{ #arrayferry.Adapter.{name} }}", "", "```text", f"{name}{signature(fn)}", "```", "",
                   rst_to_markdown(fn.__doc__ or "(undocumented)"), ""]
     return "\n".join(lines).rstrip() + "\n"
 
