@@ -231,8 +231,9 @@ def render(results: Path, out: Path, order: list[str]) -> None:
 
 def render_text(results: Path, order: list[str]) -> str:
     """The Markdown of the matrix page: a summary narrow enough for a 1280 px window (one row per
-    cell: result and counts, linked to its details), then per cell its versions, run, probed
-    capabilities, skip and xfail reasons and failing tests."""
+    cell: result and counts, linked to its details; the cell name as plain text, which wraps at
+    its spaces, where a code span in a narrow column breaks letter by letter), then per cell its
+    versions, run, probed capabilities, skip and xfail reasons and failing tests."""
     found = {}
     for f in sorted(results.glob("*.json")):
         if f.name.endswith(".versions.json"):
@@ -257,7 +258,7 @@ def render_text(results: Path, order: list[str]) -> str:
         d = found[c]
         failed = d.get("failed", 0) + d.get("errors", 0)
         lines.append(
-            f"| [`{c}`](#{cell_anchor(c)}) | {_status(d)} | {d.get('passed', 0)} | {failed} | "
+            f"| [{_escape(c)}](#{cell_anchor(c)}) | {_status(d)} | {d.get('passed', 0)} | {failed} | "
             f"{d.get('skipped', 0)} | {d.get('xfailed', 0)} | {d.get('wall_seconds', d.get('junit_seconds', ''))} |"
         )
     lines += ["", "failed counts failures and errors; seconds is the whole session (install included) when "

@@ -83,14 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     chromium = find_chromium(a.chromium)
     a.out.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(a.site))
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+            pass
 
     class Quiet(http.server.ThreadingHTTPServer):
         def handle_error(self, request: object, client_address: object) -> None:  # browsers drop connections
             pass
 
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = Quiet(("127.0.0.1", 0), handler)
+    server = Quiet(("127.0.0.1", 0), functools.partial(Handler, directory=str(a.site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     written = []

@@ -50,7 +50,7 @@ def page_commands() -> list[str]:
     text = PAGE.read_text(encoding="utf-8")
     out: list[str] = []
     for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a trailing backslash continues the line
             words = shlex.split(line, comments=True)
             if words:
                 out.append(shlex.join(words))
