@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import venv
@@ -79,7 +80,20 @@ def _setuptools_builds_offline() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout's packaging files and sources: setuptools leaves build/ and
+    *.egg-info/ beside the sources it builds, and they must not land in the real one."""
+    root = tmp_path_factory.mktemp("checkout")
+    junk = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*cache", "tests", "benchmarks")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, root / name)
+    for name in ("src", "plugins"):
+        shutil.copytree(ROOT / name, root / name, ignore=junk)
+    return root
+
+
+@pytest.fixture(scope="module")
+def wheels(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The page's ``pip wheel`` command, offline, writing into a temporary folder."""
     why = _setuptools_builds_offline()
     if why:
@@ -89,7 +103,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     args = shlex.split(cmd)[2:]
     args[args.index("-w") + 1] = str(dist)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-index", *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=checkout, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     names = sorted(p.name.split("-")[0] for p in dist.glob("*.whl"))
     assert names == ["arrayferry", "arrayferry_array_api_strict", "arrayferry_dask", "arrayferry_jax"]
@@ -101,8 +115,9 @@ def _wheel(dist: Path, project: str) -> Path:
     return w
 
 
-def localized(cmd: str, dist: Path) -> list[str]:
-    """``pip install`` arguments with this checkout's wheels and paths in place of the index's."""
+def localized(cmd: str, dist: Path, root: Path = ROOT) -> list[str]:
+    """``pip install`` arguments with this checkout's wheels (and paths under ``root``) in place
+    of the index's distributions."""
     out: list[str] = []
     args = shlex.split(cmd)[2:]
     for i, a in enumerate(args):
@@ -110,7 +125,7 @@ def localized(cmd: str, dist: Path) -> list[str]:
         if m and m.group(1) in ("arrayferry", *PLUGINS):
             out.append(f"{a} @ {_wheel(dist, m.group(1)).as_uri()}")
         elif i > 0 and args[i - 1] == "-e":  # ".", ".[test]", "plugins/..." are relative to the checkout
-            out.append(str(ROOT) + a[1:] if a == "." or a.startswith(".[") else str(ROOT / a))
+            out.append(str(root) + a[1:] if a == "." or a.startswith(".[") else str(root / a))
         elif i > 0 and args[i - 1] == "--find-links":
             out.append(str(dist))
         else:
@@ -131,11 +146,11 @@ def _missing_here(stderr: str) -> str | None:
 
 
 @pytest.mark.parametrize("cmd", PIP_INSTALLS)
-def test_pip_command_resolves_offline(cmd: str, wheels: Path, tmp_path: Path) -> None:
+def test_pip_command_resolves_offline(cmd: str, wheels: Path, checkout: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
-                        "--find-links", str(wheels), "--report", str(report), *localized(cmd, wheels)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--find-links", str(wheels), "--report", str(report), *localized(cmd, wheels, checkout)],
+                       cwd=checkout, capture_output=True, text=True, timeout=300)
     if r.returncode != 0 and (name := _missing_here(r.stderr)):
         pytest.skip(f"{name} is not installed here and the offline check cannot fetch it "
                     "(nox -s docs-install installs it for real)")
@@ -178,13 +193,13 @@ def test_arrayferry_info_devices_runs() -> None:
                                              "(nox -s docs-install)")
 @pytest.mark.slow
 @pytest.mark.parametrize("cmd", PIP_INSTALLS)
-def test_pip_command_installs_into_a_fresh_venv(cmd: str, wheels: Path, tmp_path: Path) -> None:
+def test_pip_command_installs_into_a_fresh_venv(cmd: str, wheels: Path, checkout: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--find-links", str(wheels), *localized(cmd, wheels)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
+    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--find-links", str(wheels),
+                        *localized(cmd, wheels, checkout)], cwd=checkout, capture_output=True, text=True, timeout=1800, env=env)
     assert r.returncode == 0, f"{cmd}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert "does not provide the extra" not in r.stdout + r.stderr, r.stderr
     info = subprocess.run([*_arrayferry_cli(py), "info", "--devices", "--json"], capture_output=True, text=True,
