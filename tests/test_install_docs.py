@@ -60,6 +60,8 @@ def page_commands() -> list[str]:
 
 COMMANDS = page_commands()
 PIP_INSTALLS = [c for c in COMMANDS if c.startswith("pip install ")]
+#: readable test ids (pytest falls back to cmdN for some strings)
+IDS = [re.sub(r"[^\w.,=\[\]-]+", "_", c.removeprefix("pip install ")).strip("_") for c in PIP_INSTALLS]
 
 
 def test_the_page_has_only_commands_this_test_runs() -> None:
@@ -145,7 +147,7 @@ def _missing_here(stderr: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("cmd", PIP_INSTALLS)
+@pytest.mark.parametrize("cmd", PIP_INSTALLS, ids=IDS)
 def test_pip_command_resolves_offline(cmd: str, wheels: Path, checkout: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
@@ -192,7 +194,7 @@ def test_arrayferry_info_devices_runs() -> None:
 @pytest.mark.skipif(not REAL_INSTALL, reason="installs into fresh venvs: set ARRAYFERRY_TEST_INSTALL=1 "
                                              "(nox -s docs-install)")
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", PIP_INSTALLS)
+@pytest.mark.parametrize("cmd", PIP_INSTALLS, ids=IDS)
 def test_pip_command_installs_into_a_fresh_venv(cmd: str, wheels: Path, checkout: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
