@@ -2,6 +2,10 @@
 
 Everyday sessions (run by a bare ``nox``): ``lint``, ``typecheck``, ``tests``.
 
+Documentation: ``docs`` (strict build, generated pages up to date, scripts/check_site.py over
+the HTML; run by CI), and on request ``docs-screenshots`` (every page in headless Chromium at
+1280 px) and ``docs-install`` (docs/install.md's pip commands in fresh virtual environments).
+
 The version matrix: one session per cell, named so that a cell runs alone::
 
     nox -s "tests(numpy='1.26', torch='2.13')"     # core suite, NumPy 1.26, torch 2.13.0
@@ -225,8 +229,35 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
+DOC_GENERATORS = ["gen_hook_docs.py", "gen_cli_docs.py", "gen_versions_table.py"]
+
+
 @nox.session(python=PYTHON, default=False)
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with mkdocs --strict."""
+    """Build the site strictly and check it: generated pages up to date, then scripts/check_site.py
+    over the HTML (links, anchors, images, no raw reST or Markdown, one entry per public name)."""
     session.install(NUMPY[NUMPY_NEWEST], "-e", ".[docs]")
+    for gen in DOC_GENERATORS:
+        session.run("python", f"scripts/{gen}", "--check")
     session.run("mkdocs", "build", "--strict", *session.posargs)
+    session.run("python", "scripts/check_site.py", "site")
+
+
+@nox.session(name="docs-screenshots", python=PYTHON, default=False)
+def docs_screenshots(session: nox.Session) -> None:
+    """On request: build the site and screenshot every page at 1280 px in headless Chromium
+    (screenshots/; needs Debian's chromium: apt-get install chromium). Args after -- pass to
+    scripts/screenshot_site.py (e.g. pages: api/ frameworks/jax/)."""
+    session.install(NUMPY[NUMPY_NEWEST], "-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict")
+    session.run("python", "scripts/screenshot_site.py", "--site", "site", "--out", "screenshots", *session.posargs)
+
+
+@nox.session(name="docs-install", python=PYTHON, default=False)
+def docs_install(session: nox.Session) -> None:
+    """On request: every pip command of docs/install.md installs for real into a fresh venv, then
+    `arrayferry info --devices` checks it (slow: torch and CuPy are large)."""
+    _install_core(session, NUMPY_NEWEST, TORCH_DEFAULT)
+    session.install(*PLUGIN_FRAMEWORKS)
+    session.run("python", "-m", "pytest", "tests/test_install_docs.py", "-p", "no:cacheprovider", *session.posargs,
+                env={"ARRAYFERRY_TEST_INSTALL": "1"})

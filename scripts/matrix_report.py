@@ -21,6 +21,7 @@ import argparse
 import collections
 import json
 import platform
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -149,9 +150,8 @@ GPU_PREFIX = "gpu-check"
 
 
 def _slug_of(cell: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9.]+", "-", cell).strip("-").lower()
+
 
 INTRO = [
     "Cells: the core suite (`tests/`) on NumPy 1.26 (the oldest supported), 2.0 and the newest, with torch",
@@ -184,16 +184,75 @@ def _status(d: dict[str, Any]) -> str:
     return "passed"
 
 
-def render(results: Path, out: Path, order: list[str], committed: Path = COMMITTED) -> None:
-    """Write docs/matrix.md from every summary in ``results`` and ``committed`` (which it updates)."""
+_CODE = re.compile(
+    r"'[^'\s]*[_.(\[][^'\s]*'"                             # a quoted name: 'array_api_strict', 'cuda-core[cu12]'
+    r"|(?<![\w`.])(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*"       # an identifier, dotted or not ...
+    r"(?:\([^()]*\))?"                                     # ... with its call's arguments
+    r"(?<=[_)\w])(?![\w`])"
+)
+
+
+def _is_code(token: str) -> bool:
+    """Names that read as code: dunders, snake_case, dotted paths, calls, quoted names."""
+    if token.startswith("'") or "_" in token or "(" in token:
+        return True
+    return "." in token and all(len(seg) > 1 for seg in token.split("."))  # cupy.cuda, not e.g
+
+
+def md_text(text: str) -> str:
+    """Free text (skip reasons, probed capabilities) as Markdown that renders as written.
+
+    Code-like names (``__dlpack__``, ``from_dlpack(copy, device)``, ``cupy.cuda.runtime``,
+    ``'array_api_strict'``) go in backticks, so ``__dlpack__`` is not read as bold ``dlpack``;
+    existing code spans are kept; ``*``, ``|``, ``<`` and ``>`` elsewhere are escaped.
+    """
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2:  # already a code span
+            out.append(part)
+            continue
+        pieces = []
+        last = 0
+        for m in _CODE.finditer(part):
+            if not _is_code(m.group(0)):
+                continue
+            pieces.append(_escape(part[last:m.start()]))
+            pieces.append("`" + m.group(0) + "`")
+            last = m.end()
+        pieces.append(_escape(part[last:]))
+        out.append("".join(pieces))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    return (text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("|", "\\|")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def cell_anchor(cell: str) -> str:
+    """The id of a cell's details section: ``tests(numpy='1.26', torch='2.13')`` -> ``cell-tests-numpy-1-26-torch-2-13``."""
+    return "cell-" + re.sub(r"[^a-z0-9]+", "-", cell.lower()).strip("-")
+
+
+def _collect(*folders: Path) -> dict[str, dict[str, Any]]:
+    """Every cell summary in ``folders``; a later folder's summary replaces an earlier one of its cell."""
     found: dict[str, dict[str, Any]] = {}
-    for folder in (committed, results):  # a fresh result replaces the committed one of its cell
+    for folder in folders:
         for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             if f.name.endswith(".versions.json"):
                 continue
             d = json.loads(f.read_text())
-            if "cell" in d:
+            if isinstance(d, dict) and "cell" in d:
                 found[d["cell"]] = d
+    return found
+
+
+def render(results: Path, out: Path, order: list[str], committed: Path = COMMITTED) -> None:
+    """Write docs/matrix.md from every summary in ``committed`` and ``results`` (a fresh result
+    replaces the committed one of its cell), and store what it rendered in ``committed``, so the
+    page can be re-rendered on any machine (cells of the GPU host included)."""
+    found = _collect(committed, results)
     committed.mkdir(parents=True, exist_ok=True)
     order_file = committed / "_order.json"
     if order:
@@ -204,6 +263,19 @@ def render(results: Path, out: Path, order: list[str], committed: Path = COMMITT
         target = committed / f"{_slug_of(cell)}.json"
         if not target.exists() or json.loads(target.read_text()) != d:
             target.write_text(json.dumps(d, indent=2) + "\n")
+    out.write_text(render_found(found, order))
+
+
+def render_text(results: Path, order: list[str]) -> str:
+    """The Markdown of the matrix page from the summaries in ``results`` alone."""
+    return render_found(_collect(results), order)
+
+
+def render_found(found: dict[str, dict[str, Any]], order: list[str]) -> str:
+    """The Markdown of the matrix page: a summary narrow enough for a 1280 px window (one row per
+    cell: result and counts, linked to its details; the cell name as plain text, which wraps at
+    its spaces, where a code span in a narrow column breaks letter by letter), then per cell its
+    versions, run, probed capabilities, skip and xfail reasons and failing tests."""
     cells = [c for c in order if c in found] + sorted(c for c in found if c not in order)
     lines = [
         "# Test matrix",
@@ -214,17 +286,18 @@ def render(results: Path, out: Path, order: list[str], committed: Path = COMMITT
         "",
         *INTRO,
         "",
-        "| cell | result | passed | failed | errors | skipped | xfailed | pytest s | wall s | versions | run |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| cell | result | passed | failed | skipped | xfailed | seconds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cells:
         d = found[c]
-        vers = ", ".join(f"{k} {v}" for k, v in d.get("versions", {}).items())
+        failed = d.get("failed", 0) + d.get("errors", 0)
         lines.append(
-            f"| `{c}` | {_status(d)} | {d.get('passed', 0)} | {d.get('failed', 0)} | {d.get('errors', 0)} | "
-            f"{d.get('skipped', 0)} | {d.get('xfailed', 0)} | {d.get('junit_seconds', '')} | {d.get('wall_seconds', '')} | "
-            f"py {d.get('python', '?')}; {vers} | {d.get('finished', '')} |"
+            f"| [{_escape(c)}](#{cell_anchor(c)}) | {_status(d)} | {d.get('passed', 0)} | {failed} | "
+            f"{d.get('skipped', 0)} | {d.get('xfailed', 0)} | {d.get('wall_seconds', d.get('junit_seconds', ''))} |"
         )
+    lines += ["", "failed counts failures and errors; seconds is the whole session (install included) when "
+              "`nox -s matrix` ran it, else pytest's time. Versions and the run date of each cell are in its details."]
     missing = [c for c in order if c not in found]
     if missing:
         lines += ["", "Not run yet: " + ", ".join(f"`{c}`" for c in missing) + "."]
@@ -240,28 +313,41 @@ def render(results: Path, out: Path, order: list[str], committed: Path = COMMITT
     if probed:
         lines += ["", "## DLPack and array-protocol capabilities, as probed per version", "",
                   "| framework version | probed (`arrayferry._capabilities`) |", "| --- | --- |"]
-        lines += [f"| {k} | {v} |" for k, v in sorted(probed.items())]
+        lines += [f"| {md_text(k)} | {md_text(v)} |" for k, v in sorted(probed.items())]
     lines += ["", "## Details per cell", ""]
     for c in cells:
         d = found[c]
-        lines.append(f"### `{c}`")
+        lines.append(f"### `{c}` {{ #{cell_anchor(c)} }}")
         lines.append("")
+        vers = ", ".join(f"{k} {v}" for k, v in d.get("versions", {}).items())
+        lines.append(f"- Result: {_status(d)}; {d.get('tests', 0)} tests: {d.get('passed', 0)} passed, "
+                     f"{d.get('failed', 0)} failed, {d.get('errors', 0)} errors, {d.get('skipped', 0)} skipped, "
+                     f"{d.get('xfailed', 0)} xfailed")
+        if vers or d.get("python"):
+            lines.append(f"- Versions: Python {d.get('python', '?')}; {vers}")
+        if d.get("finished") or d.get("junit_seconds") is not None:
+            timing = ", ".join(x for x in (
+                f"pytest {d['junit_seconds']} s" if d.get("junit_seconds") is not None else "",
+                f"session {d['wall_seconds']} s" if d.get("wall_seconds") is not None else "") if x)
+            lines.append(f"- Run: {d.get('finished') or 'date not recorded'}" + (f" ({timing})" if timing else ""))
         if d.get("note"):
-            lines.append(f"- Note: {d['note']}")
-        for s in d.get("capabilities", {}).values():
-            lines.append(f"- Probed: {s}")
+            lines.append(f"- Note: {md_text(d['note'])}")
+        if d.get("crash") and d["crash"] != d.get("note"):
+            lines.append(f"- Crash: {md_text(d['crash'])}")
+        for cap in d.get("capabilities", {}).values():
+            lines.append(f"- Probed: {md_text(cap)}")
         for why, n in d.get("skip_reasons", {}).items():
-            lines.append(f"- Skipped ({n}): {why}")
+            lines.append(f"- Skipped ({n}): {md_text(why)}")
         for why, n in d.get("xfail_reasons", {}).items():
-            lines.append(f"- xfail ({n}): {why}")
+            lines.append(f"- xfail ({n}): {md_text(why)}")
         failing = d.get("failing", [])
         for f in failing[:SHOW_FAILING]:
-            lines.append(f"- Failing: `{f}`")
+            lines.append(f"- Failing: `{f.replace('`', '')}`")
         more = d.get("failed", 0) + d.get("errors", 0) - min(len(failing), SHOW_FAILING)
         if more > 0:
             lines.append(f"- ... and {more} more failing (the cell's JUnit XML in `.nox/matrix/` has them all)")
         lines.append("")
-    out.write_text("\n".join(lines).rstrip() + "\n")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def rerender_committed(out: Path, committed: Path = COMMITTED) -> None:

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from ._tree import LeafPlan, TreePlan, convert_tree, plan_tree, register_container, unregister_container
 
 __version__ = "0.1.0"
+"""The installed arrayferry's version (also ``arrayferry --version``)."""
 
 __all__ = [
     "Adapter",

@@ -44,6 +44,10 @@ ITEMSIZE: dict[str, int] = {
     "float8_e5m2fnuz": 1,
 }
 CANONICAL: tuple[str, ...] = tuple(ITEMSIZE)
+"""Every dtype name arrayferry understands, in a fixed order: ``bool``, the signed and unsigned
+integers, ``float16``, ``bfloat16``, ``float32``, ``float64``, ``complex64``, ``complex128`` and the
+four ``float8`` formats. ``dtype=`` accepts these names (or any framework's dtype object), and
+``Adapter.parse_dtype`` returns one of them."""
 
 #: dtypes NumPy only knows through the ``ml_dtypes`` package.
 ML_DTYPES: frozenset[str] = frozenset(

@@ -235,12 +235,16 @@ def _table(rows: list[list[str]]) -> list[str]:
     return out
 
 
-def plot_matrix(result: Any, path: str, *, value: str = "ratio") -> None:
+def plot_matrix(result: Any, path: str, *, value: str = "ratio", source: str | None = None) -> None:
     """Write a heat map (rows: framework pairs, columns: cases) to ``path``.
 
     ``value="ratio"`` colours cells by convert time / native time (log scale, grey where the
     native call fails or is wrong); ``value="route"`` colours them by route class (zero-copy,
     copy, n/a, error). Each cell is annotated with the route and the ratio.
+
+    With ``source`` only the conversions from that framework are drawn, transposed (cases down,
+    target frameworks across) and with larger text, so the picture stays readable at the width
+    of a documentation page.
     """
     try:
         import matplotlib
@@ -255,9 +259,12 @@ def plot_matrix(result: Any, path: str, *, value: str = "ratio") -> None:
         ) from None
     import numpy as np
 
-    pairs = list(dict.fromkeys((r.source, r.target) for r in result.rows))
+    pairs = list(dict.fromkeys((r.source, r.target) for r in result.rows if source in (None, r.source)))
     cases = [c for c, _ in result.cases]
-    if not pairs:
+    if source is not None:  # drop the cases this source cannot hold at all (n/a for every target)
+        held = {r.case for r in result.rows if r.source == source and r.status != "n/a"}
+        cases = [c for c in cases if c in held]
+    if not pairs or not cases:
         raise CliError("--plot: the matrix is empty (fewer than two usable frameworks); Hint: install torch")
     idx = {(r.source, r.target, r.case): r for r in result.rows}
     grid = np.full((len(pairs), len(cases)), np.nan)
@@ -286,7 +293,16 @@ def plot_matrix(result: Any, path: str, *, value: str = "ratio") -> None:
                 grid[i, j] = 0 if r.zero_copy else 1
             elif r.ratio is not None:
                 grid[i, j] = r.ratio
-    fig, ax = plt.subplots(figsize=(1.1 * len(cases) + 3, 0.6 * len(pairs) + 2.2))
+    if source is not None:  # cases down, targets across
+        grid = grid.T
+        text = [list(col) for col in zip(*text, strict=True)]
+        rows_lbl, cols_lbl = cases, [t for _, t in pairs]
+        fig, ax = plt.subplots(figsize=(1.5 * len(cols_lbl) + 3.0, 0.55 * len(rows_lbl) + 1.5))
+        cell_font, label_font = 12, 13
+    else:
+        rows_lbl, cols_lbl = [f"{s} -> {t}" for s, t in pairs], cases
+        fig, ax = plt.subplots(figsize=(1.3 * len(cases) + 3.5, 0.7 * len(pairs) + 2.4))
+        cell_font, label_font = 9, 11
     if value == "route":
         routes = ListedColormap(["#4caf50", "#ffb74d", "#eeeeee", "#e57373"])
         im = ax.imshow(grid, cmap=routes, vmin=-0.5, vmax=3.5, aspect="auto")
@@ -302,12 +318,19 @@ def plot_matrix(result: Any, path: str, *, value: str = "ratio") -> None:
         im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=LogNorm(vmin=lo, vmax=hi), aspect="auto")
         fig.colorbar(im, ax=ax, label="convert time / native call time")
         title = "overhead of arrayferry.convert over the native call (grey: no valid native call)"
-    ax.set_xticks(range(len(cases)), cases, rotation=40, ha="right")
-    ax.set_yticks(range(len(pairs)), [f"{s} -> {t}" for s, t in pairs])
-    for i in range(len(pairs)):
-        for j in range(len(cases)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
-    ax.set_title(f"arrayferry matrix: {title}", fontsize=9)
+    if source is not None:
+        ax.set_xticks(range(len(cols_lbl)), cols_lbl, fontsize=label_font)
+        ax.xaxis.tick_top()
+    else:
+        ax.set_xticks(range(len(cols_lbl)), cols_lbl, rotation=40, ha="right", fontsize=label_font)
+    ax.set_yticks(range(len(rows_lbl)), rows_lbl, fontsize=label_font)
+    for i in range(len(rows_lbl)):
+        for j in range(len(cols_lbl)):
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=cell_font)
+    if source is None:
+        ax.set_title(f"arrayferry matrix: {title}", fontsize=label_font)
+    else:  # the colour bar names the value; the title names the source
+        ax.set_title(f"from {source} to ...", fontsize=label_font + 1, pad=28)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)
@@ -341,6 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     pm.add_argument("--plot", metavar="FILE.png", help="also write a heat map (needs matplotlib)")
     pm.add_argument("--plot-value", choices=("ratio", "route"), default="ratio",
                     help="what the heat map colours: overhead ratio (default) or route class")
+    pm.add_argument("--plot-split", action="store_true",
+                    help="with --plot FILE.png, also write FILE-SOURCE.png for each source framework "
+                         "(cases down, targets across, larger text)")
     return p
 
 
@@ -363,6 +389,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         if args.repeat < 1:
             raise CliError(f"--repeat must be at least 1, got {args.repeat}")
+        if args.plot_split and args.plot is None:
+            raise CliError("--plot-split needs --plot FILE.png; Hint: arrayferry matrix --plot matrix.png --plot-split")
         if args.plot is not None:
             import importlib.util
 
@@ -381,14 +409,22 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 )
         progress = None if args.json else (lambda s: print(f"measuring {s} ...", file=sys.stderr, flush=True))
         result = run_matrix(fws, cases=_split(args.cases), repeat=args.repeat, progress=progress)
+        written: list[str] = []
         if args.plot is not None:
             plot_matrix(result, args.plot, value=args.plot_value)
+            written.append(args.plot)
+            if args.plot_split:
+                stem, dot, ext = args.plot.rpartition(".")
+                for src in dict.fromkeys(r.source for r in result.rows):
+                    out = f"{stem}-{src}.{ext}" if dot else f"{args.plot}-{src}"
+                    plot_matrix(result, out, value=args.plot_value, source=src)
+                    written.append(out)
         if args.json:
             print(json.dumps(result.to_dict(), indent=2))
         else:
             print(format_matrix(result))
-            if args.plot is not None:
-                print(f"\nheat map written to {args.plot}")
+            if written:
+                print(f"\nheat map written to {', '.join(written)}")
         return 0
     parser.print_help()
     return 2

@@ -102,12 +102,14 @@ def convert_chunks(
 
     :param x: a ``dask.array.Array`` whose chunks belong to a registered framework.
     :param to: the chunks' new framework (``"torch"``, ``"numpy"``, ...), as for :func:`arrayferry.convert`.
-    :param device, dtype, copy: passed to :func:`arrayferry.convert` for every chunk.
+    :param device: passed to :func:`arrayferry.convert` for every chunk.
+    :param dtype: passed to :func:`arrayferry.convert` for every chunk.
+    :param copy: passed to :func:`arrayferry.convert` for every chunk.
     :param name: the new graph layer's name (default: derived from the inputs).
     :returns: a dask array of the same shape and chunks whose chunks are ``to`` arrays; its
         ``_meta`` is an empty ``to`` array. Nothing is computed until you compute or persist it.
-    :raises: the error :func:`arrayferry.convert` raises for an empty chunk of the same dtype
-        (unknown target, unsupported dtype, ...), at once, before any task runs.
+    :raises arrayferry.ArrayFerryError: the error :func:`arrayferry.convert` raises for an empty
+        chunk of the same dtype (unknown target, unsupported dtype, ...), at once, before any task runs.
     """
     _require_dask_array(x, "convert_chunks")
     meta = arrayferry.convert(x._meta, to, device=device, dtype=dtype)
