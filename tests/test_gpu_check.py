@@ -103,9 +103,10 @@ def test_record_renders_the_gpu_row_and_section(tmp_path: Path, failed: bool) ->
     root = _fake_tree(tmp_path)
     gpu_check.record(_fake_results(tmp_path, failed=failed), root)
     matrix = (root / "docs" / "matrix.md").read_text()
-    row = next(ln for ln in matrix.splitlines() if ln.startswith("| `gpu-check: GPU tests"))
+    row = next(ln for ln in matrix.splitlines() if ln.startswith("| [gpu-check: GPU tests"))
     assert ("**FAILED**" in row) == failed and ("| passed |" in row) == (not failed)
-    assert "py 3.12.3; torch 2.11.0+cu130, cupy-cuda13x 14.2.0" in row
+    assert "- Versions: Python 3.12.3; torch 2.11.0+cu130, cupy-cuda13x 14.2.0" in matrix
+    assert "- Run: 2026-12-01 10:00 UTC" in matrix
     assert "not run yet** on a GPU" not in matrix
     if failed:
         assert "- Failing: `tests.test_cuda::test_bad[float32] (failure: AssertionError: pointers differ)`" in matrix
@@ -136,7 +137,7 @@ def test_committed_gpu_sections_match_their_generator() -> None:
     assert gpu_check.replace_section(text, gpu_check.render_bench_section()) == text
     matrix = (ROOT / "docs" / "matrix.md").read_text()
     has_gpu_cells = any((ROOT / "docs" / "data" / "matrix").glob("gpu-check*.json"))
-    assert ("`gpu-check: GPU tests" in matrix) == has_gpu_cells
+    assert ("| [gpu-check: GPU tests" in matrix) == has_gpu_cells
     assert ("**not run yet** on a GPU" in matrix) == (not has_gpu_cells)
 
 
