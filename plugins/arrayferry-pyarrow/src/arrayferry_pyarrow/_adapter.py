@@ -395,7 +395,7 @@ class ArrowAdapter(Adapter):
         if len(bufs) < 2 or bufs[1] is None:
             return None
         width = int(getattr(x.type, "bit_width", 8))
-        return int(bufs[1].address) + (x.offset * width) // 8
+        return int(bufs[1].address) + (int(x.offset) * width) // 8
 
     def parse_dtype(self, obj: Any) -> str | None:
         pa = sys.modules.get("pyarrow")
