@@ -148,6 +148,22 @@ def test_numpy_0d_becomes_a_tensor() -> None:
     same_bits(af.convert(x, "numpy"), a)
 
 
+def test_a_plan_follows_the_ndim_of_the_array_it_runs_on() -> None:
+    """A plan runs on any array with its signature, whatever the shape: the container follows the array."""
+    flat, row = np.arange(4, dtype=np.float32), np.arange(4, dtype=np.float32).reshape(1, 4)
+    # both C- and F-contiguous: one NumPy signature for the two shapes
+    assert af.plan(flat, "numpy").source.layout == af.plan(row, "numpy").source.layout
+    x = af.plan(flat, "pyarrow").execute(row)
+    assert isinstance(x, pa.FixedShapeTensorArray) and aptr(x) == nptr(row)
+    same_bits(af.convert(x, "numpy"), row)
+    y = af.plan(row, "pyarrow").execute(flat)
+    assert isinstance(y, pa.FloatArray) and aptr(y) == nptr(flat)
+    pb = af.plan(np.array([True, False]), "pyarrow")
+    with pytest.raises(af.UnsupportedArrayError, match="no boolean type"):
+        pb.execute(np.array(True))
+    same_bits(af.convert(pb.execute(np.ones((1, 2), bool)), "numpy"), np.ones((1, 2), bool))
+
+
 def test_ndim_is_part_of_the_plan_cache() -> None:
     """1-D and 2-D NumPy arrays share a signature: the container must still follow the ndim (refine_key)."""
     for shape in [(6,), (2, 3), (6,), (), (1, 2, 3), (6,)]:
@@ -527,9 +543,14 @@ def test_strided_numpy_is_copied_into_c_order(layout: str) -> None:
 
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
 def test_complex_is_refused_with_a_hint(dtype: str) -> None:
+    z = np.array([1 + 2j, -0.0 - 3.5j, np.nan + np.inf * 1j], dtype=dtype)
     with pytest.raises(af.UnsupportedDTypeError) as ei:
-        af.convert(np.ones(3, dtype=dtype), "pyarrow")
+        af.convert(z, "pyarrow")
     assert "complex" in str(ei.value) and str(ei.value).splitlines()[-1].startswith("Hint:")
+    assert "x.real and x.imag" in str(ei.value)
+    re, im = af.convert(z.real, "pyarrow"), af.convert(z.imag, "pyarrow")  # what the hint says
+    same_bits(af.convert(re, "numpy"), z.real)
+    same_bits(af.convert(im, "numpy"), z.imag)
 
 
 def test_bfloat16_is_refused_with_a_hint() -> None:
@@ -547,6 +568,26 @@ def test_non_numeric_arrow_types_are_refused(x: Any) -> None:
     with pytest.raises(af.UnsupportedDTypeError) as ei:
         af.convert(x, "numpy")
     assert "cast" in str(ei.value) and str(ei.value).splitlines()[-1].startswith("Hint:")
+    with pytest.raises(af.UnsupportedDTypeError):
+        af.convert(x, "torch")
+
+
+def test_the_cast_hints_work() -> None:
+    d = pa.array([3, 1, 3], pa.int16()).dictionary_encode()
+    same_bits(af.convert(d.dictionary_decode(), "numpy"), np.array([3, 1, 3], dtype=np.int16))
+    ts = pa.array([1, 2], pa.timestamp("s"))
+    same_bits(af.convert(ts.cast(pa.int64()), "numpy"), np.array([1, 2], dtype=np.int64))
+    s = pa.array(["1.5", "-0.0"])
+    same_bits(af.convert(s.cast(pa.float64()), "numpy"), np.array([1.5, -0.0]))
+    empty = pa.array([], pa.float32())  # the hint for the null type
+    assert af.convert(empty, "numpy").dtype == np.float32
+
+
+def test_target_names_and_module() -> None:
+    a = np.arange(3, dtype=np.int8)
+    for to in ("pyarrow", "pa", "arrow", pa):
+        x = af.convert(a, to)
+        assert isinstance(x, pa.Int8Array) and aptr(x) == nptr(a)
 
 
 def test_masked_numpy_is_refused_not_dropped() -> None:
@@ -628,5 +669,5 @@ def test_numpy_arrow_numpy_round_trip(dtype: str, shape: list[int], view: str, b
         assert (aptr(x) == nptr(a)) is p.zero_copy
     swapped = not a.dtype.isnative
     # arrayferry describes any negative stride as "negative" (even on a length-1 axis), and copies
-    contiguous = a.size == 0 or (a.flags.c_contiguous and min(a.strides, default=0) >= 0)
+    contiguous = a.flags.c_contiguous and min(a.strides, default=0) >= 0
     assert p.zero_copy is (dtype != "bool" and not swapped and contiguous)

@@ -199,6 +199,8 @@ def _unpacked(x: Any) -> Any:
         if not parts:
             dt = np.dtype(_dtype_name(_value_type(t)))
             return np.empty((0, *_logical_shape(t)) if _is_tensor_type(t) else (0,), dtype=dt)
+        if len(parts) == 1 and parts[0].flags.writeable:  # one boolean chunk, unpacked already
+            return parts[0]
         return np.concatenate(parts)
     if isinstance(x, pa.FixedShapeTensorArray):
         t = x.type
@@ -269,6 +271,8 @@ def from_numpy(arr: Any) -> Any:
     if arr.ndim == 1:
         return _values(arr)
     if arr.ndim == 0:
+        if arr.dtype.kind == "b":
+            _refuse_0d_bool(arr)
         return _pa().Tensor.from_numpy(arr)
     return _tensor_array(arr)
 
@@ -313,7 +317,7 @@ class ArrowAdapter(Adapter):
     dlpack_export = False  # see the module docstring: NumPy views are exact, pyarrow's DLPack is not
     dlpack_import = False
     priority = 0
-    refines = True  # what convert(x, "pyarrow") builds depends on the input's number of dimensions
+    refines = True  # only to refuse 0-d booleans at planning time (see refine_key)
 
     # -- detection -------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:
@@ -405,15 +409,11 @@ class ArrowAdapter(Adapter):
         return None
 
     def refine_key(self, source: Adapter, x: Any) -> tuple[tuple[str, Any], ...]:
-        """``ndim``: 1 (an Arrow array), 2 for any N >= 2 (a fixed-shape tensor array) or 0 (a Tensor)."""
-        if source is self:
-            return ()  # Arrow to Arrow keeps the container (identity, copy, cast)
-        nd = getattr(x, "ndim", None)
-        if not isinstance(nd, int):
-            nd = len(source.describe(x).shape)
-        if nd == 0 and source.describe(x).dtype == "bool":
+        """Nothing to add to the key (the import follows each array's ndim at run time), but a 0-d
+        boolean source is refused here, so that ``plan()`` refuses it too, not only ``convert()``."""
+        if source is not self and getattr(x, "ndim", 1) == 0 and source.describe(x).dtype == "bool":
             _refuse_0d_bool(x)
-        return (("ndim", min(nd, 2)),)
+        return ()
 
     # -- what Arrow can hold ----------------------------------------------------------------
     def supports_dtype(self, dtype: str, device: Device) -> bool:
@@ -423,7 +423,7 @@ class ArrowAdapter(Adapter):
         if dtype in ARROW_DTYPES:
             return dtype
         if dtype.startswith("complex"):
-            hint = "Arrow has no complex type: convert x.real and x.imag separately, or pass dtype='float64' to drop the imaginary part"
+            hint = "Arrow has no complex type: convert x.real and x.imag separately (two Arrow arrays, or two columns of a table)"
         elif dtype in CANONICAL_DTYPES:
             hint = "Arrow has no such float type: pass dtype='float32' to widen it (exactly, for bfloat16 and float8)"
         else:
@@ -470,20 +470,15 @@ class ArrowAdapter(Adapter):
         return out
 
     def import_copies(self, info: ArrayInfo) -> str | None:
-        if info.dtype == "bool" and len(info.shape) > 0:
+        if info.dtype == "bool":
             return "Arrow stores booleans as bits: packing NumPy's one byte per value is a copy"
         return None
 
     def host_importer(self, info: ArrayInfo) -> Callable[[Any], Any]:
-        nd = len(info.shape)
-        if nd == 1:
-            return _values
-        if nd == 0:
-            if info.dtype == "bool":  # e.g. dtype="bool" asked of a 0-d source (refine_key refuses bool sources)
-                return _refuse_0d_bool
-            pa = self.namespace()
-            return pa.Tensor.from_numpy  # type: ignore[no-any-return]
-        return _tensor_array
+        self.namespace()
+        # The container follows the ndim of each array (from_numpy), not the planned shape: a plan
+        # made for a 1-D array and executed on a 2-D one (same signature) still builds the right one.
+        return from_numpy
 
     def import_host(self, arr: Any) -> Any:
         self.namespace()
