@@ -671,3 +671,33 @@ def test_numpy_arrow_numpy_round_trip(dtype: str, shape: list[int], view: str, b
     # arrayferry describes any negative stride as "negative" (even on a length-1 axis), and copies
     contiguous = a.flags.c_contiguous and min(a.strides, default=0) >= 0
     assert p.zero_copy is (dtype != "bool" and not swapped and contiguous)
+
+
+@pytest.mark.parametrize("layout", ["c", "fortran", "step", "broadcast", "3d-step"])
+@pytest.mark.parametrize("target", ["numpy", "torch", "jax"])
+def test_strided_tensors_to_every_target(layout: str, target: str) -> None:
+    if target == "jax":
+        pytest.importorskip("jax")
+    base = values("float32", 24).reshape(4, 6)
+    a = {"c": base, "fortran": base.T, "step": base[:, ::2], "broadcast": np.broadcast_to(base[0], (3, 6)),
+         "3d-step": values("float32", 48).reshape(2, 4, 6)[:, ::2, 1::2]}[layout]
+    t = pa.Tensor.from_numpy(a)
+    assert aptr(t) == nptr(a)  # pyarrow aliases strided NumPy memory
+    p = af.plan(t, target)
+    out = af.convert(t, target)
+    same_bits(np.asarray(out.numpy() if target == "torch" else out), np.asarray(a))
+    shared = {"numpy": lambda: nptr(out), "torch": lambda: out.data_ptr(),
+              "jax": lambda: out.unsafe_buffer_pointer()}[target]() == nptr(a)
+    assert shared is p.zero_copy
+    if target == "torch":
+        assert not shared  # read-only memory is never aliased by always-writable torch tensors
+
+
+def test_shares_memory_sees_arrow_buffers() -> None:
+    a = np.arange(6.0)
+    assert af.shares_memory(af.convert(a, "pyarrow"), a)
+    assert af.shares_memory(af.convert(a.reshape(2, 3), "pyarrow"), a)
+    assert af.shares_memory(pa.Tensor.from_numpy(a), a)
+    assert not af.shares_memory(af.convert(a, "pyarrow", copy=True), a)
+    b = pa.array([True, False])
+    assert not af.shares_memory(b, af.convert(b, "numpy"))
