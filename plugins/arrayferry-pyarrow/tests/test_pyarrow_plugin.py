@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import entry_points
 from typing import Any
 
 import arrayferry as af
@@ -21,6 +22,9 @@ from hypothesis import strategies as st
 pa = pytest.importorskip("pyarrow")
 pc = pytest.importorskip("pyarrow.compute")
 torch = pytest.importorskip("torch")
+if not entry_points(group="arrayferry.plugins", name="pyarrow"):
+    pytest.skip("arrayferry-pyarrow is not installed (pip install -e plugins/arrayferry-pyarrow)",
+                allow_module_level=True)
 
 SPECIALS = [np.nan, -0.0, np.inf, -np.inf, 0.0, 1.5, -2.25, 3.0e4]
 NUMERIC = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]
