@@ -705,3 +705,23 @@ def test_shares_memory_sees_arrow_buffers() -> None:
     assert not af.shares_memory(af.convert(a, "pyarrow", copy=True), a)
     b = pa.array([True, False])
     assert not af.shares_memory(b, af.convert(b, "numpy"))
+
+
+def test_misaligned_numpy_is_copied_first() -> None:
+    raw = np.zeros(4 * 6 + 1, dtype=np.uint8)
+    a = raw[1:].view(np.float32)
+    a[...] = values("float32", 6)
+    assert not a.flags.aligned
+    p = af.plan(a, "pyarrow")
+    assert not p.zero_copy and "misaligned" in p.explain()
+    x = af.convert(a, "pyarrow")
+    assert aptr(x) != nptr(a) and aptr(x) % 64 == 0
+    same_bits(af.convert(x, "numpy"), a)
+
+
+def test_torch_requires_grad_and_conj_reach_arrow_resolved() -> None:
+    t = torch.arange(4, dtype=torch.float32, requires_grad=True)
+    x = af.convert(t, "pyarrow")
+    same_bits(af.convert(x, "numpy"), np.arange(4, dtype=np.float32))
+    n = torch.tensor([1.0, -2.0])._neg_view()
+    same_bits(af.convert(af.convert(n, "pyarrow"), "numpy"), np.array([-1.0, 2.0], dtype=np.float32))
