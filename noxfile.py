@@ -60,9 +60,10 @@ PLUGINS = {
     "arrayferry-jax": ("plugins-jax", None),  # parametrized over JAX
     "arrayferry-array-api-strict": ("plugins-array-api-strict", ["array-api-strict"]),
     "arrayferry-dask": ("plugins-dask", ["dask[array,distributed]"]),
+    "arrayferry-pyarrow": ("plugins-pyarrow", ["pyarrow"]),
 }
 #: What the default ``tests`` session adds so every plugin suite can run.
-PLUGIN_FRAMEWORKS = ["jax", "array-api-strict", "dask[array,distributed]"]
+PLUGIN_FRAMEWORKS = ["jax", "array-api-strict", "dask[array,distributed]", "pyarrow"]
 
 MATRIX_CELLS: list[str] = []
 
