@@ -282,7 +282,7 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None) -> Call
         sig = src.signature(x)
         ent = local.get((src, sig))
         if ent is None:
-            key = (src, sig, to, device, dtype, copy)
+            key = (src, sig, to, device, dtype, copy, None)  # convert's key; casting=None
             try:
                 ent = plans.get(key)
             except TypeError:  # unhashable device/dtype object: the slow path plans every time
@@ -295,7 +295,7 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None) -> Call
         except ArrayFerryError:
             raise
         except Exception as exc:  # as in convert: foreign errors name the route
-            raise _api.failed((src, sig, to, device, dtype, copy), exc) from exc
+            raise _api.failed((src, sig, to, device, dtype, copy, None), exc, x) from exc
 
     return conv
 

@@ -207,7 +207,7 @@ class DaskAdapter(Adapter):
 
         return convert_chunks(x, chunk_framework(x), dtype=dtype)
 
-    def check_cast(self, x: Any, src: str, dst: str) -> None:
+    def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
         """Nothing to check eagerly: each chunk's cast is checked by arrayferry on the worker."""
 
 
