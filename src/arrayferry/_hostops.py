@@ -78,7 +78,7 @@ def casting_refusal(src: str, dst: str, casting: str | None) -> str | None:
 
     if casting == "no" or (casting == "equiv" and src != dst):
         return f"casting={casting!r} allows no cast, and {src} to {dst} is one"
-    if np.can_cast(numpy_dtype(src), numpy_dtype(dst), casting):  # type: ignore[call-overload]
+    if np.can_cast(numpy_dtype(src), numpy_dtype(dst), casting):  # type: ignore[arg-type]
         return None
     return f"casting={casting!r} does not allow {src} to {dst} (numpy.can_cast({src}, {dst}, {casting!r}) is False)"
 
@@ -87,13 +87,17 @@ def _component(name: str) -> str:
     return {"complex64": "float32", "complex128": "float64"}.get(name, name)
 
 
+#: largest finite values of the ml_dtypes formats (known without importing ml_dtypes, so that
+#: plans of frameworks that hold them natively, torch, do not need it)
+_ML_MAX = {"bfloat16": 3.3895313892515355e38, "float8_e4m3fn": 448.0, "float8_e5m2": 57344.0,
+           "float8_e4m3fnuz": 240.0, "float8_e5m2fnuz": 57344.0}
+
+
 def _fmax(name: str) -> float:
     import numpy as np
 
-    if name in ML_DTYPES:
-        import ml_dtypes
-
-        return float(ml_dtypes.finfo(numpy_dtype(name)).max)
+    if name in _ML_MAX:
+        return _ML_MAX[name]
     return float(np.finfo(np.dtype(_component(name))).max)
 
 
@@ -256,7 +260,7 @@ def device_check(x: Any, src: str, dst: str, mode: str | None, ops: Any) -> None
         raise _lossy(src, dst, why, shape)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bounds(src: str, dst: str) -> tuple[Any, Any] | None:
     """Inclusive bounds ``(lo, hi)`` on the values of a real ``src`` array whose cast to the real
     ``dst`` stays in range (as ``src`` scalars, or Python ints), computed once per pair and
@@ -321,7 +325,7 @@ def _verify_bounds(src: str, dst: str, b: tuple[Any, Any]) -> bool:
         return bool(fin) and not np.isfinite(out.astype(np_dst).astype(np.float64)).any()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _checked_bounds(src: str, dst: str) -> tuple[Any, Any] | None:
     b = _bounds(src, dst)
     if b is not None and not _verify_bounds(src, dst, b):
@@ -380,7 +384,7 @@ def _dtype_name_of(dt: Any) -> str:
     return str(dt.name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flags_reliable(src: str, dst: str) -> bool:
     """Whether NumPy's cast of ``src`` to ``dst`` raises the IEEE invalid/overflow flag for every
     value out of range and for no value in range, checked once per pair here by probing the

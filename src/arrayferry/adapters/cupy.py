@@ -38,8 +38,8 @@ from .._cuda import (
     with_requested_stream,
 )
 from .._device import Device
-from .._dtypes import ITEMSIZE, ML_DTYPES, _numpy_dtype_name, kind_of, numpy_dtype
-from .._errors import ArrayFerryError, DeviceError, LossyConversionError, UnsupportedDTypeError, format_message
+from .._dtypes import ITEMSIZE, ML_DTYPES, _numpy_dtype_name, numpy_dtype
+from .._errors import ArrayFerryError, DeviceError, UnsupportedDTypeError, format_message
 from .._markers import hookimpl
 
 __all__ = ["CupyAdapter", "arrayferry_adapters"]
