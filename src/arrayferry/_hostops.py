@@ -285,23 +285,31 @@ def _bounds(src: str, dst: str) -> tuple[Any, Any] | None:
             return c
 
         return inside(dlo - 1, False), inside(dhi + 1, True)
-    # to a float type: the largest value whose cast stays finite (round to nearest even: the
-    # halfway point above the largest finite value of dst already rounds up)
+    # to a float type: the largest source value whose cast stays finite, by bisection over the
+    # source's values in order (bit patterns of positive floats, or integers); casts are monotonic
     np_dst = numpy_dtype(dst)
-    fmax = np.array(_fmax(dst), dtype=np.float64).astype(np_dst)
-    bits = np.dtype(f"u{np_dst.itemsize}")
-    prev = (fmax.reshape(1).view(bits) - 1).view(np_dst).astype(np.float64)[0]
-    top = float(fmax.astype(np.float64))
-    half = Fraction(top) + (Fraction(top) - Fraction(float(prev))) / 2
+
+    def finite(v: Any) -> bool:
+        return bool(np.isfinite(np.array([v], dtype=npsrc).astype(np_dst).astype(np.float64))[0])
+
     if ks in "iu":
-        hi_i = math.ceil(half) - 1
-        return -hi_i, hi_i
-    if Fraction(float(np.finfo(npsrc).max)) < half:
+        lo_i, hi_i = 0, _irange(src)[1]
+        if finite(hi_i):
+            return None
+        while hi_i - lo_i > 1:  # finite(lo_i), not finite(hi_i)
+            mid = (lo_i + hi_i) // 2
+            lo_i, hi_i = (mid, hi_i) if finite(mid) else (lo_i, mid)
+        return (-lo_i if ks == "i" else 0), lo_i
+    bits = np.dtype(f"u{npsrc.itemsize}")
+    top = np.array([np.finfo(npsrc).max], dtype=npsrc)
+    if finite(top[0]):
         return None
-    c = np.array(float(half), dtype=np.float64).astype(npsrc)[()]
-    down = np.array(-np.inf, dtype=npsrc)[()]
-    while Fraction(float(c)) >= half:
-        c = np.nextafter(c, down)
+    lo_b, hi_b = 0, int(top.view(bits)[0])
+    while hi_b - lo_b > 1:
+        mid = (lo_b + hi_b) // 2
+        v = np.array([mid], dtype=bits).view(npsrc)[0]
+        lo_b, hi_b = (mid, hi_b) if finite(v) else (lo_b, mid)
+    c = np.array([lo_b], dtype=bits).view(npsrc)[0]
     return -c, c
 
 
@@ -327,8 +335,12 @@ def _verify_bounds(src: str, dst: str, b: tuple[Any, Any]) -> bool:
 
 @functools.cache
 def _checked_bounds(src: str, dst: str) -> tuple[Any, Any] | None:
-    b = _bounds(src, dst)
-    if b is not None and not _verify_bounds(src, dst, b):
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        b = _bounds(src, dst)
+        ok = b is None or _verify_bounds(src, dst, b)
+    if not ok:
         raise AssertionError(f"arrayferry's range bounds for {src} -> {dst} are wrong: {b}")
     return b
 
@@ -396,6 +408,13 @@ def _flags_reliable(src: str, dst: str) -> bool:
 
     if src in ML_DTYPES or dst in ML_DTYPES or kind_of(src) != "f" or kind_of(dst) not in "iuf":
         return False
+    with np.errstate(all="ignore"):
+        return _probe_flags(src, dst)
+
+
+def _probe_flags(src: str, dst: str) -> bool:
+    import numpy as np
+
     b = _checked_bounds(src, dst)
     if b is None:
         return False
@@ -472,7 +491,7 @@ def _cast_checked(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[in
             raise _imag_error(src, dst, shape)
         b = b.real
     np.copyto(o, b.real if drop_imag else b, casting="unsafe")
-    _check_block(o, b, src if not through_f32 else "float32", dst, mode, shape)
+    _check_block(o, b, src, dst, mode, shape)
 
 
 _ALIGN = 64

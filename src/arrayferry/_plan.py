@@ -612,9 +612,13 @@ def _host_route(
         if any(s.copies for s in steps):
             # fresh memory: ``extra`` (facts about the source's memory, from refine_key) no longer applies
             cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
+    after_transfer = ""
     if not cur.device.is_host:
-        if (tdt != cur.dtype and ITEMSIZE[tdt] < ITEMSIZE[cur.dtype]
-                and _cast_refusal(src, cur.dtype, tdt, cur.device) is None):
+        why_not = (_cast_refusal(src, cur.dtype, tdt, cur.device)
+                   if tdt != cur.dtype and ITEMSIZE[tdt] < ITEMSIZE[cur.dtype] else "")
+        if why_not:
+            after_transfer = f" after the transfer, not on {cur.device} ({why_not})"
+        if why_not is None:
             # narrow on the device, so that the transfer moves the smaller dtype
             steps.append(_cast_step(src, cur.dtype, tdt, mode,
                                     f"on {cur.device}, before the transfer to the host: narrowing first moves "
@@ -632,8 +636,8 @@ def _host_route(
         hinfo = hinfo.with_(device=tdev)
     reasons = tgt.host_import_refusals(hinfo)
     if tdt != hinfo.dtype:
-        reasons = [*reasons, f"cast {hinfo.dtype} to {tdt} with NumPy" + ("" if src is not tgt else
-                                                                           f": {_cast_refusal(src, hinfo.dtype, tdt, info.device) or 'exact'}")]
+        reasons = [*reasons, f"cast {hinfo.dtype} to {tdt} with NumPy{after_transfer}" + (
+            "" if src is not tgt or after_transfer else f": {_cast_refusal(src, hinfo.dtype, tdt, info.device) or 'exact'}")]
     copied_already = any(s.copies for s in steps)
     # an import that copies anyway (dask's from_array, JAX on unaligned memory) already gives
     # independent memory: copy=True must not add a second copy before it
