@@ -345,7 +345,8 @@ def _checked_bounds(src: str, dst: str) -> tuple[Any, Any] | None:
     return b
 
 
-def _check_block(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int, ...] | None) -> None:
+def _check_block(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int, ...] | None,
+                 rsrc: str | None = None) -> None:
     """Check one block after its cast (``b`` the real source values, float32 for ml_dtypes; ``o`` the cast)."""
     import numpy as np
 
@@ -365,7 +366,7 @@ def _check_block(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int
         return
     if b.dtype.kind == "c":  # complex to complex: both parts, as a float array
         b = b.reshape(-1).view(b.real.dtype) if b.flags.c_contiguous else np.concatenate([b.real.reshape(-1), b.imag.reshape(-1)])
-    rsrc = _dtype_name_of(b.dtype)
+    rsrc = rsrc or _dtype_name_of(b.dtype)
     rdst = _component(dst)
     bounds = _checked_bounds(rsrc, rdst)
     if bounds is None:
@@ -469,19 +470,21 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
             return out
         except FloatingPointError:
             pass  # find which value, and say so (or accept: a signalling NaN also raises the flag)
+    # the real dtype each block is checked in: float32 for ml_dtypes, the component of complex
+    rsrc = "float32" if through_f32 else _component(src)
     with np.errstate(all="ignore"):
         if a.flags.c_contiguous and a.ndim and a.size > _BLOCK:
             fa, fo = a.reshape(-1), out.reshape(-1)
             n = fa.shape[0]
             for i in range(0, n, _BLOCK):
-                _cast_checked(fo[i:i + _BLOCK], fa[i:i + _BLOCK], src, dst, mode, shape, through_f32, drop_imag)
+                _cast_checked(fo[i:i + _BLOCK], fa[i:i + _BLOCK], src, dst, mode, shape, through_f32, drop_imag, rsrc)
         else:
-            _cast_checked(out, a, src, dst, mode, shape, through_f32, drop_imag)
+            _cast_checked(out, a, src, dst, mode, shape, through_f32, drop_imag, rsrc)
     return out
 
 
 def _cast_checked(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int, ...] | None,
-                  through_f32: bool, drop_imag: bool) -> None:
+                  through_f32: bool, drop_imag: bool, rsrc: str | None = None) -> None:
     import numpy as np
 
     if through_f32:
@@ -491,7 +494,7 @@ def _cast_checked(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[in
             raise _imag_error(src, dst, shape)
         b = b.real
     np.copyto(o, b.real if drop_imag else b, casting="unsafe")
-    _check_block(o, b, src, dst, mode, shape)
+    _check_block(o, b, src, dst, mode, shape, rsrc)
 
 
 _ALIGN = 64
