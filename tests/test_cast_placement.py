@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import warnings
 from typing import Any
@@ -166,7 +167,9 @@ def conversions(draw: st.DrawFn) -> tuple[str, str, str, str, np.ndarray]:
     return src_fw, src_dt, to, dst, draw(source_values(src_dt))
 
 
-PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: AF_CAST_EXAMPLES=5000 for a longer search (the suite keeps it to a few seconds)
+PROPERTY = settings(max_examples=int(os.environ.get("AF_CAST_EXAMPLES", "250")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def _convert_or_refused(x: Any, to: str, dst: str, **kw: Any) -> Any:
@@ -275,6 +278,17 @@ def test_large_arrays_are_checked_everywhere(to: str, at: int, src: str, dst: st
     y = af.convert(a, to, dtype=dst, casting="unsafe")
     with np.errstate(all="ignore"):
         assert as_numpy(y).tobytes() == a.astype(dst).tobytes()
+
+
+@pytest.mark.parametrize("src_fw", ["torch", "numpy", "array_api_strict"])
+@pytest.mark.parametrize("to", ["torch", "numpy"])
+@pytest.mark.parametrize("dst", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"])
+def test_unsafe_out_of_range_float_to_int_is_numpys_result(src_fw: str, to: str, dst: str) -> None:
+    """C leaves these undefined and torch differs (2**31 + 1.5 to uint8: torch 1, NumPy 0): with
+    casting='unsafe' the plan casts with NumPy, so the result is NumPy's."""
+    a = np.array([2.0**31 + 1.5, -1.0, 1e10, -1e10, 300.0, 2.0**64, -(2.0**63) - 4096, math.nan, math.inf, -math.inf])
+    y = af.convert(make(src_fw, a), to, dtype=dst, casting="unsafe")
+    assert as_numpy(y).tobytes() == numpy_cast(a, dst).tobytes()
 
 
 def test_rounding_and_truncation_are_what_a_cast_means() -> None:
@@ -571,3 +585,76 @@ def test_jax_astype_is_never_trusted_to_change_the_dtype() -> None:
         pytest.skip("x64 on: astype does change the dtype")
     with pytest.raises(af.ArrayFerryError, match="returned int32; the plan promised int64"):
         step.fn(jnp.arange(3, dtype=jnp.int32))
+
+
+# -- dask: the policy travels to every chunk ------------------------------------------------------------
+
+
+def test_dask_chunks_follow_the_casting_policy() -> None:
+    da = pytest.importorskip("dask.array")
+    x = da.from_array(np.array([1e10, 1.0, -1.0]), chunks=1)
+    lazy = af.convert(x, "dask", dtype="int32")  # lazy: the check runs where each chunk is computed
+    with pytest.raises(af.LossyConversionError, match="outside int32's range"):
+        lazy.compute(scheduler="sync")
+    got = af.convert(x, "dask", dtype="int32", casting="unsafe").compute(scheduler="sync")
+    with np.errstate(all="ignore"):
+        assert got.tobytes() == np.array([1e10, 1.0, -1.0]).astype(np.int32).tobytes()
+    with pytest.raises(af.LossyConversionError):
+        af.convert(x, "numpy", dtype="uint8")
+
+
+# -- JAX with x64 on: 64-bit casts exist, subnormals still survive ------------------------------------------
+
+
+@pytest.fixture
+def jax_x64() -> Any:
+    before = x64()
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+@pytest.mark.usefixtures("jax_x64")
+@pytest.mark.parametrize("to", ["jax", "numpy", "torch"])
+def test_jax_x64_casts_keep_subnormals(to: str) -> None:
+    a = np.array([1e-40, -1e-45, -0.0, 3.0], dtype=np.float32)
+    j = jax.device_put(a.copy())
+    y = af.convert(j, to, dtype="float64")
+    got = as_numpy(y)
+    assert got.dtype == np.float64 and got.tobytes() == a.astype(np.float64).tobytes()
+    if to == "jax":
+        assert isinstance(y, jax.Array) and y.dtype == jnp.float64
+    ints = jnp.arange(3, dtype=jnp.int32)
+    p = af.plan(ints, "jax", dtype="int64")  # integer casts in JAX are exact: they stay in JAX
+    assert [s.name for s in p.steps] == ["cast"] and "in jax" in p.steps[0].description, p.explain()
+    assert as_numpy(af.convert(ints, "jax", dtype="int64")).tolist() == [0, 1, 2]
+
+
+# -- the framework-side check (GPU tensors) agrees with the host check ------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(DTYPES).flatmap(
+    lambda s: st.tuples(st.just(s), st.sampled_from(DTYPES), source_values(s))))
+def test_device_check_agrees_with_host_check(case: tuple[str, str, np.ndarray]) -> None:
+    """``_hostops.device_check`` with torch's operations (what a CUDA tensor's cast runs) refuses
+    exactly what the host's fused check refuses; run here on CPU tensors."""
+    from arrayferry._hostops import check_cast_values, device_check
+    from arrayferry.adapters.torch import _TorchOps
+
+    src, dst, a = case
+    if src == dst:
+        return
+    t = make("torch", a)
+    outcomes = []
+    for check in (lambda: check_cast_values(a, src, dst, mode="range"),
+                  lambda: device_check(t, src, dst, "range", _TorchOps(torch))):
+        try:
+            check()
+            outcomes.append(None)
+        except af.LossyConversionError as exc:
+            outcomes.append(str(exc).split(":")[0])
+    assert outcomes[0] == outcomes[1], (src, dst, a, outcomes)
+    assert (outcomes[0] is not None) == out_of_range(a, dst), (src, dst, a, outcomes)

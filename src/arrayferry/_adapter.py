@@ -265,6 +265,12 @@ class Adapter:
         (NumPy, with ml_dtypes) or in the other framework instead. Default: ``None``."""
         return None
 
+    def cast_differs_unchecked(self, src: str, dst: str, device: Device) -> str | None:
+        """Like :meth:`cast_differs`, for values the default casting policy refuses and
+        ``casting="unsafe"`` lets through (NaN, infinity and out-of-range floats to integers,
+        which C leaves undefined: frameworks differ from NumPy there). Default: ``None``."""
+        return None
+
     def dtype_hint(self, dtype: str, device: Device) -> str | None:
         """A hint for when ``dtype`` is asked for and this framework cannot hold it on ``device``
         (e.g. JAX without x64: enable it, or ask for the 32-bit type); ``None`` for the generic one."""

@@ -527,12 +527,15 @@ def _mover(adapter: Adapter, device: Device) -> Callable[[Any], Any]:
     return move
 
 
-def _cast_refusal(ad: Adapter, s_dt: str, d_dt: str, device: Device) -> str | None:
-    """Why ``ad`` cannot cast ``s_dt`` to ``d_dt`` on ``device`` exactly as NumPy does, or ``None``."""
+def _cast_refusal(ad: Adapter, s_dt: str, d_dt: str, device: Device, mode: str | None = "range") -> str | None:
+    """Why ``ad`` cannot cast ``s_dt`` to ``d_dt`` on ``device`` exactly as NumPy does, or ``None``.
+    ``mode=None`` (no value check, ``casting="unsafe"``) also asks about out-of-range values."""
     for name in (s_dt, d_dt):
         if not ad.supports_dtype(name, device):
             return f"{ad.name} cannot hold {name} on {device}" + (" (no 64-bit types)" if name in _X64 else "")
     why = ad.cast_differs(s_dt, d_dt, device)
+    if why is None and mode is None:
+        why = ad.cast_differs_unchecked(s_dt, d_dt, device)
     return None if why is None else f"{ad.name}'s cast differs from NumPy's: {why}"
 
 
@@ -570,12 +573,12 @@ def _native_route(src: Adapter, info: ArrayInfo, tdev: Device, tdt: str, copy: b
         if copy and not steps:
             steps.append(Step("copy", f"copy ({src.name}), because copy=True", src.copy, copies=True))
         return steps
-    here = _cast_refusal(src, info.dtype, tdt, dev)
+    here = _cast_refusal(src, info.dtype, tdt, dev, mode)
     if tdev == dev:
         if here is not None:
             raise _Refusal(f"{here}; the cast runs on the host instead")
         return [_cast_step(src, info.dtype, tdt, mode, f"on {dev}: {src.name} holds {tdt} and casts as NumPy does")]
-    there = _cast_refusal(src, info.dtype, tdt, tdev)
+    there = _cast_refusal(src, info.dtype, tdt, tdev, mode)
     narrowing = ITEMSIZE.get(tdt, 0) < ITEMSIZE.get(info.dtype, 0)
     holds_source_there = src.supports_dtype(info.dtype, tdev)
     if here is None and (narrowing or there is not None or not holds_source_there):
@@ -614,7 +617,7 @@ def _host_route(
             cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
     after_transfer = ""
     if not cur.device.is_host:
-        why_not = (_cast_refusal(src, cur.dtype, tdt, cur.device)
+        why_not = (_cast_refusal(src, cur.dtype, tdt, cur.device, mode)
                    if tdt != cur.dtype and ITEMSIZE[tdt] < ITEMSIZE[cur.dtype] else "")
         if why_not:
             after_transfer = f" after the transfer, not on {cur.device} ({why_not})"
@@ -637,7 +640,7 @@ def _host_route(
     reasons = tgt.host_import_refusals(hinfo)
     if tdt != hinfo.dtype:
         reasons = [*reasons, f"cast {hinfo.dtype} to {tdt} with NumPy{after_transfer}" + (
-            "" if src is not tgt or after_transfer else f": {_cast_refusal(src, hinfo.dtype, tdt, info.device) or 'exact'}")]
+            "" if src is not tgt or after_transfer else f": {_cast_refusal(src, hinfo.dtype, tdt, info.device, mode) or 'exact'}")]
     copied_already = any(s.copies for s in steps)
     # an import that copies anyway (dask's from_array, JAX on unaligned memory) already gives
     # independent memory: copy=True must not add a second copy before it
@@ -686,14 +689,14 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
             cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
     late_cast: Step | None = None
     if tdt != cur.dtype:
-        why_src = _cast_refusal(src, cur.dtype, tdt, cur.device)
+        why_src = _cast_refusal(src, cur.dtype, tdt, cur.device, mode)
         if why_src is None:
             moving = cur.device != tdev
             steps.append(_cast_step(src, cur.dtype, tdt, mode, f"in the source on {cur.device}"
                                     + (", before the transfer" if moving and ITEMSIZE[tdt] <= ITEMSIZE[cur.dtype] else "")))
             cur = cur.with_(dtype=tdt, itemsize=ITEMSIZE[tdt], layout="contiguous", readonly=False, aligned=True, extra=())
         else:
-            why_tgt = _cast_refusal(tgt, cur.dtype, tdt, tdev)
+            why_tgt = _cast_refusal(tgt, cur.dtype, tdt, tdev, mode)
             if why_tgt is not None:
                 raise _Refusal(f"neither side casts {cur.dtype} to {tdt} as NumPy does ("
                                + "; ".join(dict.fromkeys((why_src, why_tgt))) + ")")

@@ -291,6 +291,13 @@ class CupyAdapter(Adapter):
         with _on(idx), cupy_stream_context(idx):
             return x.astype(numpy_dtype(dtype))
 
+    def cast_differs_unchecked(self, src: str, dst: str, device: Device) -> str | None:
+        if src.startswith(("float", "bfloat", "complex")) and dst.startswith(("int", "uint")):
+            # as for torch (2**31 + 1.5 to uint8: 1 where NumPy gives 0); CUDA's conversions saturate
+            return ("CuPy's result for NaN, infinity and out-of-range floats to integers (undefined in C) "
+                    "is not NumPy's, and casting='unsafe' asks for NumPy's")
+        return None
+
     @_mapped
     def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
         from .._hostops import device_check

@@ -354,6 +354,13 @@ class TorchAdapter(Adapter):
             self.check_cast(t, src, dst, mode)
         return self.cast(t, dst)
 
+    def cast_differs_unchecked(self, src: str, dst: str, device: Device) -> str | None:
+        if src.startswith(("float", "bfloat", "complex")) and dst.startswith(("int", "uint")):
+            # torch 2.13 CPU: 2**31 + 1.5 (float64) -> uint8 gives 1 where NumPy gives 0
+            return ("torch's result for NaN, infinity and out-of-range floats to integers (undefined in C) "
+                    "is not NumPy's, and casting='unsafe' asks for NumPy's")
+        return None
+
     def check_cast(self, t: Any, src: str, dst: str, mode: str = "range") -> None:
         from .._hostops import check_cast_values, device_check
 
@@ -401,10 +408,20 @@ class _TorchOps:
         return self.torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
     def extremes(self, t: Any) -> tuple[Any, Any]:
+        torch = self.torch
         t = t.reshape(-1)
-        if t.dtype == self.torch.bool:
-            t = t.to(self.torch.uint8)
-        lo, hi = self.torch.aminmax(t)
+        if t.dtype == torch.bool:
+            t = t.to(torch.uint8)
+        elif t.dtype in (torch.uint16, torch.uint32):  # no min/max kernels for these: exact in int64
+            t = t.to(torch.int64)
+        elif t.dtype == torch.uint64:  # read as int64: values >= 2**63 are the negative ones
+            i = t.view(torch.int64)
+            neg = i < 0
+            big, small = i[neg], i[~neg]
+            lo = int(small.min()) if small.numel() else int(big.min()) + 2**64
+            hi = int(big.max()) + 2**64 if big.numel() else int(small.max())
+            return lo, hi
+        lo, hi = torch.aminmax(t)
         return lo.item(), hi.item()
 
     def finite(self, t: Any) -> Any:
