@@ -351,10 +351,18 @@ def _check_block(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int
     import numpy as np
 
     if mode == "exact":
-        back = o.astype(b.dtype)
-        same = back == b
-        if b.dtype.kind in "fc":
-            same |= np.isnan(b) & np.isnan(back)
+        if kind_of(dst) == "b":
+            return  # NumPy's same_value: any non-zero value is the truth value True
+        # compared as numbers (NumPy promotes mixed comparisons exactly), never through a round
+        # trip, which wrap-around would make look exact (-1 -> uint8 255 -> int8 -1)
+        cmp = o.astype(np.float32) if o.dtype.name in ML_DTYPES else o
+        same = cmp == b
+        if b.dtype.kind in "fc" and cmp.dtype.kind in "fc":
+            same |= np.isnan(b) & np.isnan(cmp)
+        elif b.dtype.kind in "iu" and cmp.dtype.kind in "fc":
+            # the comparison promotes big integers to float64, rounding them like the cast did:
+            # the integer must also come back from the float (2**64 - 1 -> 2**64 does not)
+            same &= cmp.real.astype(b.dtype) == b
         if not same.all():
             i = int(np.argmin(same.reshape(-1)))
             v, r = b.reshape(-1)[i], o.reshape(-1)[i]
@@ -456,11 +464,9 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
     drop_imag = kind_of(src) == "c" and kind_of(dst) != "c"
     if mode is None or not a.size:
         with np.errstate(all="ignore"):
-            if through_f32:
-                a = a.astype(np.float32)
-            elif drop_imag:
+            if drop_imag:
                 a = a.real
-            np.copyto(out, a, casting="unsafe")
+            _copy_cast(out, a, through_f32)
         return out
     if mode == "range" and _flags_reliable(_component(src), _component(dst)) and not drop_imag:
         # the hardware flags say whether any value left the range: no pass over the data
@@ -483,17 +489,32 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
     return out
 
 
+def _copy_cast(o: Any, b: Any, through_f32: bool) -> None:
+    """``np.copyto(o, b)``, NumPy's (and ml_dtypes') own cast; through float32 (exact for the
+    ml_dtypes formats) only for pairs ml_dtypes registers no cast for."""
+    import numpy as np
+
+    if through_f32:
+        try:
+            np.copyto(o, b, casting="unsafe")
+            return
+        except (TypeError, ValueError):
+            b = b.astype(np.float32)
+    np.copyto(o, b, casting="unsafe")
+
+
 def _cast_checked(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int, ...] | None,
                   through_f32: bool, drop_imag: bool, rsrc: str | None = None) -> None:
     import numpy as np
 
-    if through_f32:
-        b = b.astype(np.float32)  # ml_dtypes formats convert exactly through float32
     if drop_imag and mode == "range":
         if np.any(b.imag):
             raise _imag_error(src, dst, shape)
+    _copy_cast(o, b.real if drop_imag else b, through_f32)
+    if through_f32:
+        b = b.astype(np.float32)  # checked as float32 values (exact for the ml_dtypes formats)
+    if drop_imag and mode == "range":
         b = b.real
-    np.copyto(o, b.real if drop_imag else b, casting="unsafe")
     _check_block(o, b, src, dst, mode, shape, rsrc)
 
 

@@ -428,10 +428,29 @@ class _TorchOps:
         return t[self.torch.isfinite(t)]
 
     def roundtrip_equal(self, t: Any, dst: str) -> bool:
-        back = t.to(getattr(self.torch, dst)).to(t.dtype)
-        same = back == t
-        if t.is_floating_point() or t.is_complex():
-            same |= self.torch.isnan(t) & self.torch.isnan(back)
+        torch = self.torch
+        if dst == "bool":
+            return True  # as NumPy's same_value: non-zero is True
+        target = getattr(torch, dst)
+        if t.is_complex() and not target.is_complex:
+            if bool((t.imag != 0).any()):
+                return False
+            t = t.real
+        out = t.to(target)
+        # compare as numbers in a type that holds both exactly enough: float64/complex128 for
+        # floats, int64 for integers (uint64 beyond 2**63 compared through its float64 value)
+        wide = torch.complex128 if (t.is_complex() or out.is_complex()) else (
+            torch.float64 if (t.is_floating_point() or out.is_floating_point()) else torch.int64)
+        a, b = t.to(wide), out.to(wide)
+        same = a == b
+        if wide != torch.int64:
+            same |= torch.isnan(a) & torch.isnan(b)
+        if wide != torch.int64 and not (t.is_floating_point() or t.is_complex()):
+            # integers rounded by the float64 promotion too: they must also come back exactly
+            same &= out.real.to(t.dtype) == t if out.is_complex() else out.to(t.dtype) == t
+        if t.dtype == torch.uint64 or out.dtype == torch.uint64:
+            o = out.real if out.is_complex() else out
+            same &= (t.to(torch.float64) >= 0) == (o.to(torch.float64) >= 0)
         return bool(same.all())
 
 
