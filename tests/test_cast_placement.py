@@ -714,3 +714,13 @@ def test_device_check_agrees_with_host_check(case: tuple[str, str, np.ndarray]) 
         assert outcomes[0] == outcomes[1], (mode, src, dst, a, outcomes)
         if mode == "range":
             assert (outcomes[0] is not None) == out_of_range(a, dst), (src, dst, a, outcomes)
+
+
+def test_convert_tree_takes_casting() -> None:
+    tree = {"a": np.array([1e10]), "b": [np.array([1.5])]}
+    with pytest.raises(af.LossyConversionError, match=r"\['a'\]"):
+        af.convert_tree(tree, "torch", dtype="int32")
+    out = af.convert_tree(tree, "torch", dtype="int32", casting="unsafe")
+    assert out["a"].tolist() == [-2147483648] and out["b"][0].tolist() == [1]
+    with pytest.raises(af.LossyConversionError, match="casting='same_kind'"):
+        af.plan_tree(tree, "torch", dtype="int32", casting="same_kind")

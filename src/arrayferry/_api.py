@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from ._adapter import Adapter
 from ._device import Device
 from ._errors import ArrayFerryError, UnknownFrameworkError, format_message
-from ._plan import Plan, Template, build_template, failure, run_template
+from ._plan import _NOTHING, Plan, Template, build_template, failure, run_template
 from ._registry import registry
 
 if TYPE_CHECKING:  # typing only: convert's overloads name each framework's array type
@@ -131,7 +131,7 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         raise failed(key, exc, x) from exc
 
 
-def failed(key: Hashable, exc: Exception, x: Any = None) -> Exception:
+def failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
     """The error for a cached plan (``_PLANS[key]``) that raised ``exc`` while running on ``x``
     (described from ``x`` itself, not from the array the plan was cached for)."""
     t = _TEMPLATES.get(key)
