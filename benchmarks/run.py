@@ -8,7 +8,9 @@ to save the figures. Targets (from the project brief):
 * 64 MiB copies (``convert(x, "torch", copy=True)``; a read-only source with ``copy=None``):
   at least as fast as ``np.copy``;
 * ``python -c "import arrayferry"``: at most 25 ms over ``python -c "import numpy"``, and no
-  torch imported.
+  torch imported;
+* 64 MiB ``dtype=`` casts: the host-side cast costs at most 10 % over torch's own cast where both
+  are exact, and the casting policy's range check at most 10 % of the cast (``casts``).
 
 Other benchmark modules join through :data:`EXTRA`: each entry names a file exposing
 ``run(quick: bool) -> list[dict]``; a missing file is skipped, a failing one reported. Each dict
@@ -191,8 +193,83 @@ def bench_import(quick: bool) -> list[Result]:
     ]
 
 
+# ------------------------------------------------------------------------------------------------
+# casts: where they run, and what the casting policy's value check costs
+
+
+def bench_casts(quick: bool) -> list[Result]:
+    """64 MiB dtype= casts: the host-side (NumPy) cast vs torch's own cast; the range check vs casting='unsafe'."""
+    import numpy as np
+    import torch
+
+    import arrayferry as af
+
+    n = (64 << 20) // 8
+    rng = np.random.default_rng(0)
+    f64 = rng.standard_normal(n) * 100.0  # every value in range of every target below
+    i64 = rng.integers(-100, 100, n)
+    f32 = f64.astype(np.float32)
+    t64 = torch.from_numpy(f64)
+    number, repeat = (1, 5) if quick else (1, 11)
+    out: list[Result] = []
+
+    # 1. where both casts are exact (torch's cast of these pairs matches NumPy's bit for bit), the
+    #    host-side cast arrayferry plans against torch's own cast of the same host memory
+    pairs: list[tuple[str, Any, str, Any]] = [
+        ("float64 -> float32", f64, "float32", torch.float32),
+        ("float32 -> float64", f32, "float64", torch.float64),
+        ("int64 -> int32", i64, "int32", torch.int32),
+    ]
+    for label, x, dst, tdt in pairs:
+        src_t = torch.from_numpy(x)
+        y = af.convert(x, "torch", dtype=dst)
+        assert y.dtype == tdt and torch.equal(y, src_t.to(tdt))
+        m = _interleaved({"af": lambda x=x, dst=dst: af.convert(x, "torch", dtype=dst),
+                          "torch": lambda src_t=src_t, tdt=tdt: src_t.to(tdt)}, number, repeat)
+        a_ms, t_ms = m["af"] * 1e3, m["torch"] * 1e3
+        out.append({"name": f"64 MiB cast {label}: convert(x, 'torch', dtype=) (host cast, range-checked)",
+                    "value": a_ms, "unit": "ms", "baseline": t_ms,
+                    "baseline_name": f"torch.from_numpy(x).to(torch.{dst}) ({torch.get_num_threads()} threads)",
+                    "ratio": a_ms / t_ms, "target": "<= 1.10x torch's own cast", "passed": a_ms <= 1.10 * t_ms})
+    # torch -> torch float16: torch's own cast rounds twice, so the plan casts with NumPy instead
+    y = af.convert(t64, "torch", dtype="float16")
+    assert np.array_equal(y.numpy().view(np.uint16), f64.astype(np.float16).view(np.uint16))
+    m = _interleaved({"af": lambda: af.convert(t64, "torch", dtype="float16"),
+                      "torch": lambda: t64.to(torch.float16)}, number, repeat)
+    out.append({"name": "64 MiB cast float64 -> float16 of a torch tensor: convert (NumPy's exact cast)",
+                "value": m["af"] * 1e3, "unit": "ms", "baseline": m["torch"] * 1e3,
+                "baseline_name": "t.to(torch.float16) (rounds through float32)", "ratio": m["af"] / m["torch"],
+                "note": "(reference: torch's cast is not used, it differs from NumPy's in the last bit)"})
+
+    # 2. the value check (casting=None) against no check (casting='unsafe'), same route, NumPy target
+    checks: list[tuple[str, Any, str]] = [
+        ("float64 -> int32", f64, "int32"),
+        ("float64 -> int64", f64, "int64"),
+        ("float64 -> float32", f64, "float32"),
+        ("float64 -> float16", f64, "float16"),
+        ("float64 -> uint8", np.abs(f64) % 256, "uint8"),
+        ("int64 -> int32", i64, "int32"),
+        ("int64 -> int8", i64, "int8"),
+    ]
+    from arrayferry._hostops import _flags_reliable
+
+    for label, x, dst in checks:
+        p = af.plan(x, "numpy", dtype=dst)
+        assert p.steps and "range-checked" in p.steps[0].description, p.explain()
+        m = _interleaved({"checked": lambda x=x, dst=dst: af.convert(x, "numpy", dtype=dst),
+                          "unsafe": lambda x=x, dst=dst: af.convert(x, "numpy", dtype=dst, casting="unsafe")},
+                         number, repeat)
+        c_ms, u_ms = m["checked"] * 1e3, m["unsafe"] * 1e3
+        how = ("FPU flags, no extra pass" if _flags_reliable(x.dtype.name, dst)
+               else "min/max of each cached block")
+        out.append({"name": f"64 MiB range check {label} (convert, casting=None)", "value": c_ms, "unit": "ms",
+                    "baseline": u_ms, "baseline_name": "casting='unsafe'", "ratio": c_ms / u_ms,
+                    "note": how, "target": "check <= 10 % of the cast", "passed": c_ms <= 1.10 * u_ms})
+    return out
+
+
 #: The benchmarks of this file, in order. Append a ``run(quick) -> list[dict]`` function to add one.
-BENCHMARKS: list[Callable[[bool], list[Result]]] = [bench_zero_copy, bench_copies, bench_import]
+BENCHMARKS: list[Callable[[bool], list[Result]]] = [bench_zero_copy, bench_copies, bench_import, bench_casts]
 
 #: Benchmarks other parts of the project provide: (label, path relative to the repository root).
 EXTRA: list[tuple[str, str]] = [
@@ -275,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (about 10 s)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    ap.add_argument("--only", metavar="NAMES", help="comma-separated benchmark names (zero_copy, copies, import, or an EXTRA label)")
+    ap.add_argument("--only", metavar="NAMES", help="comma-separated benchmark names (zero_copy, copies, import, casts, or an EXTRA label)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None

@@ -259,6 +259,9 @@ def test_float_narrowing_warns_and_is_noted() -> None:
     x = np.array([1.5, np.nan, -0.0, 1e300])
     t = build_template(src, src.describe(x), tgt, None, None, None)
     assert t.dtype == "float32" and any("narrowed" in n for n in t.notes)
+    with pytest.raises(af.LossyConversionError, match=r"1e\+300 is beyond float32's largest finite value"):
+        t.run(x)  # the narrowing may round, never overflow to inf unless casting='unsafe'
+    t = build_template(src, src.describe(x), tgt, None, None, None, casting="unsafe")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         y = t.run(x)

@@ -97,7 +97,8 @@ class Step:
     """One step of a plan: a short ``name``, a human ``description``, whether it ``copies``.
 
     ``fn`` maps the native object coming in to the one going out. ``transfer`` marks copies
-    that cross devices.
+    that cross devices. ``dtype`` is the dtype of the step's output when the step changes it (a
+    cast); ``plan.nbytes_moved`` counts each copying step at the itemsize of its output.
     """
 
     name: str
@@ -105,6 +106,7 @@ class Step:
     fn: Callable[[Any], Any] = field(repr=False, compare=False)
     copies: bool = False
     transfer: bool = False
+    dtype: str | None = None
 
     def __str__(self) -> str:
         return f"{self.name}: {self.description}"
@@ -239,14 +241,40 @@ class Adapter:
         return None
 
     # -- what the target can hold ------------------------------------------------------------
-    def check_cast(self, x: Any, src: str, dst: str) -> None:
-        """Raise :class:`LossyConversionError` if casting ``x`` from ``src`` to ``dst`` would lose
-        values that a dtype= request cannot have meant to lose (NaN/inf to integer, non-zero
-        imaginary parts to real). Default: checks through ``export_host`` on host arrays."""
+    def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
+        """Raise :class:`LossyConversionError` if casting ``x`` from ``src`` to ``dst`` would change
+        values the casting policy forbids: ``mode="range"`` (the default policy) refuses NaN or
+        infinity to integers, values outside the target's range and non-zero imaginary parts to
+        real types; ``mode="exact"`` (``casting="same_value"``) refuses any change. Default:
+        checks through ``export_host`` on host arrays (see :mod:`arrayferry._hostops`)."""
         from ._hostops import check_cast_values
 
         if self.describe(x).device.is_host:
-            check_cast_values(self.export_host(x), src, dst)
+            check_cast_values(self.export_host(x), src, dst, mode=mode)
+
+    def checked_cast(self, x: Any, src: str, dst: str, mode: str | None) -> Any:
+        """``cast`` after ``check_cast`` (when ``mode`` is not ``None``); override to fuse the two."""
+        if mode is not None:
+            self.check_cast(x, src, dst, mode)
+        return self.cast(x, dst)
+
+    def cast_differs(self, src: str, dst: str, device: Device) -> str | None:
+        """Why this framework's ``cast`` from ``src`` to ``dst`` on ``device`` can give other bits
+        than NumPy's cast of the same values (rounding, flushed subnormals, NaN payloads, refused
+        pairs), or ``None`` when it matches NumPy bit for bit. The planner then casts on the host
+        (NumPy, with ml_dtypes) or in the other framework instead. Default: ``None``."""
+        return None
+
+    def cast_differs_unchecked(self, src: str, dst: str, device: Device) -> str | None:
+        """Like :meth:`cast_differs`, for values the default casting policy refuses and
+        ``casting="unsafe"`` lets through (NaN, infinity and out-of-range floats to integers,
+        which C leaves undefined: frameworks differ from NumPy there). Default: ``None``."""
+        return None
+
+    def dtype_hint(self, dtype: str, device: Device) -> str | None:
+        """A hint for when ``dtype`` is asked for and this framework cannot hold it on ``device``
+        (e.g. JAX without x64: enable it, or ask for the 32-bit type); ``None`` for the generic one."""
+        return None
 
     def check_device(self, device: Device) -> None:
         """Raise :class:`DeviceError` unless arrays can be placed on ``device`` now.

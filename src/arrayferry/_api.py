@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from ._adapter import Adapter
 from ._device import Device
 from ._errors import ArrayFerryError, UnknownFrameworkError, format_message
-from ._plan import Plan, Template, build_template, failure, run_template
+from ._plan import _NOTHING, Plan, Template, build_template, failure, run_template
 from ._registry import registry
 
 if TYPE_CHECKING:  # typing only: convert's overloads name each framework's array type
@@ -62,31 +62,32 @@ def _source_adapter(x: Any) -> Adapter:
     return a
 
 
-def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None) -> tuple[Template, Hashable]:
+def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None,
+              casting: str | None = None) -> tuple[Template, Hashable]:
     tgt = registry().adapter_named(to)
     tgt.namespace()  # a registered framework that is not installed: UnknownFrameworkError with a hint
     info = src.describe(x)
     if tgt.refines:
         info = info.with_(extra=info.extra + tuple(tgt.refine_key(src, x)))
-    return build_template(src, info, tgt, device, dtype, copy), src.signature(x)
+    return build_template(src, info, tgt, device, dtype, copy, casting), src.signature(x)
 
 
 @overload
 def convert(x: Any, to: Literal["numpy", "np"], *, device: Any = None, dtype: Any = None,
-            copy: bool | None = None, stream: Any = None) -> numpy.typing.NDArray[Any]: ...
+            copy: bool | None = None, stream: Any = None, casting: str | None = None) -> numpy.typing.NDArray[Any]: ...
 @overload
 def convert(x: Any, to: Literal["torch", "pytorch", "pt"], *, device: Any = None, dtype: Any = None,
-            copy: bool | None = None, stream: Any = None) -> torch.Tensor: ...
+            copy: bool | None = None, stream: Any = None, casting: str | None = None) -> torch.Tensor: ...
 @overload
 def convert(x: Any, to: Literal["jax"], *, device: Any = None, dtype: Any = None,
-            copy: bool | None = None, stream: Any = None) -> jax.Array: ...
+            copy: bool | None = None, stream: Any = None, casting: str | None = None) -> jax.Array: ...
 @overload
 def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-            stream: Any = None) -> Any: ...
+            stream: Any = None, casting: str | None = None) -> Any: ...
 
 
 def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-            stream: Any = None) -> Any:
+            stream: Any = None, casting: str | None = None) -> Any:
     """Convert ``x`` to framework ``to`` by the cheapest correct route.
 
     :param x: an array of any registered framework.
@@ -101,38 +102,46 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         convention: 1 legacy default, 2 per-thread default, -1 no synchronisation). Device work runs
         on it and DLPack producers order their pending work before it. Default: each target
         framework's current stream (see ``docs/devices.md``). Not part of the plan cache key.
+    :param casting: which casts may change values (NumPy's names). ``None`` (default): any
+        ``dtype=`` may be asked for, but NaN/infinity to integers, values outside the target's
+        range and non-zero imaginary parts to real types raise :class:`LossyConversionError`
+        (rounding and truncation toward zero are allowed); ``"unsafe"``: no check (NumPy's
+        ``astype`` result); ``"same_value"``: every value must survive exactly; ``"same_kind"``,
+        ``"safe"``, ``"equiv"``, ``"no"``: NumPy's dtype rules, then checked as for ``None``.
     :returns: the converted array. ``plan(x, ...)`` says how it will be done.
     """
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
         with using_stream(parse_stream(stream)):
-            return convert(x, to, device=device, dtype=dtype, copy=copy)
+            return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting)
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    key = (src, src.signature(x), to, device, dtype, copy)
+    key = (src, src.signature(x), to, device, dtype, copy, casting)
     try:
         ent = _PLANS[key]
     except KeyError:
-        ent = _new_entry(x, src, key, to, device, dtype, copy)
+        ent = _new_entry(x, src, key, to, device, dtype, copy, casting)
     except TypeError:  # unhashable device/dtype object: plan every time
-        return run_template(_template(x, src, to, device, dtype, copy)[0], x)
+        return run_template(_template(x, src, to, device, dtype, copy, casting)[0], x)
     try:
         return ent(x)
     except ArrayFerryError:
         raise
     except Exception as exc:  # foreign errors become an ArrayFerryError naming the route
-        raise failed(key, exc) from exc
+        raise failed(key, exc, x) from exc
 
 
-def failed(key: Hashable, exc: Exception) -> Exception:
-    """The error for a cached plan (``_PLANS[key]``) that raised ``exc`` while running."""
+def failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
+    """The error for a cached plan (``_PLANS[key]``) that raised ``exc`` while running on ``x``
+    (described from ``x`` itself, not from the array the plan was cached for)."""
     t = _TEMPLATES.get(key)
     if t is None:
         return exc
-    return failure(t, exc)
+    return failure(t, exc, x)
 
 
-def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None) -> Any:
+def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None,
+               casting: str | None = None) -> Any:
     tgt = registry().adapter_named(to)
     ent: Callable[[Any], Any]
     if tgt.refines:
@@ -142,17 +151,17 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
             rk = tgt.refine_key(src, y)
             t = sub.get(rk)
             if t is None:
-                t = sub[rk] = _template(y, src, to, device, dtype, copy)[0]
+                t = sub[rk] = _template(y, src, to, device, dtype, copy, casting)[0]
             try:
                 return t.run(y)
             except ArrayFerryError:
                 raise
             except Exception as exc:
-                raise failure(t, exc) from exc
+                raise failure(t, exc, y) from exc
 
         ent = refined
     else:
-        t, _ = _template(x, src, to, device, dtype, copy)
+        t, _ = _template(x, src, to, device, dtype, copy, casting)
         ent = t.run
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
@@ -164,13 +173,13 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
 
 
 def plan(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-         stream: Any = None) -> Plan:
+         stream: Any = None, casting: str | None = None) -> Plan:
     """Plan the conversion of ``x`` without moving any data; same arguments as :func:`convert`.
 
     A ``stream=`` is kept by the plan and used each time ``plan.execute(x)`` runs.
     """
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    t, sig = _template(x, src, to, device, dtype, copy)
+    t, sig = _template(x, src, to, device, dtype, copy, casting)
     return Plan(t, src, sig, stream)
 
 

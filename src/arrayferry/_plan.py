@@ -36,11 +36,32 @@ from ._errors import (
     UnsupportedDTypeError,
     format_message,
 )
-from ._hostops import host_copy_step
+from ._hostops import casting_refusal, check_mode, host_copy_step, parse_casting
 
 __all__ = ["Plan", "build_template", "Template"]
 
 _ROUTE_ORDER = {"native": 0, "host": 1, "dlpack": 2, "cai": 3}
+
+
+def _casting_policy(casting: str | None) -> str:
+    if casting is None:
+        return "casting=None (values out of range raise)"
+    if casting == "unsafe":
+        return "casting='unsafe' (no value check)"
+    if casting == "same_value":
+        return "casting='same_value' (every value must survive exactly)"
+    return f"casting={casting!r} (NumPy's dtype rule; values out of range raise)"
+
+
+def _step_bytes(info: ArrayInfo, steps: tuple[Step, ...] | list[Step]) -> list[int]:
+    n = info.size
+    cur = info.dtype
+    out = []
+    for s in steps:
+        if s.dtype is not None:
+            cur = s.dtype
+        out.append(n * ITEMSIZE.get(cur, info.itemsize or 1) if s.copies else 0)
+    return out
 
 
 def _policy(copy: bool | None) -> str:
@@ -61,10 +82,16 @@ class Template:
     refused: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     run: Callable[[Any], Any]
+    casting: str | None = None
 
     @property
     def zero_copy(self) -> bool:
         return not any(s.copies for s in self.steps)
+
+    def step_bytes(self) -> list[int]:
+        """Bytes each step writes (0 for steps that do not copy): an upper bound, from the source's
+        shape and the dtype each step leaves the data in."""
+        return _step_bytes(self.source, self.steps)
 
 
 class Plan:
@@ -143,22 +170,24 @@ class Plan:
         return sum(1 for s in self._t.steps if s.copies)
 
     @property
+    def casting(self) -> str | None:
+        """The casting policy (``None``: values out of the target's range raise)."""
+        return self._t.casting
+
+    @property
     def nbytes_moved(self) -> int:
-        """Bytes written by copying steps (an upper bound, from the source's shape)."""
-        info = self._t.source
-        total = 0
-        n = info.size
-        for s in self._t.steps:
-            if s.copies:
-                total += n * ITEMSIZE.get(self._t.dtype, info.itemsize or 1)
-        return total
+        """Bytes written by copying steps: an upper bound of what every step writes, each copy
+        counted at the itemsize of the dtype it writes (a cast after a copy, a staging copy
+        before a cast ...), from the source's shape."""
+        return sum(self._t.step_bytes())
 
     def explain(self) -> str:
         """A readable account: every step, why, bytes moved, routes refused and why."""
         t = self._t
         lines = [
             f"Plan: {t.source.summary()}",
-            f"  -> {t.target} on {t.device} as {t.dtype}, {_policy(t.copy)}",
+            f"  -> {t.target} on {t.device} as {t.dtype}, {_policy(t.copy)}"
+            + (f", {_casting_policy(t.casting)}" if t.dtype != t.source.dtype else ""),
             f"Route: {t.route}; {'zero-copy (the result shares memory with the input)' if self.zero_copy else f'{self.copies} copy step(s), about {_fmt_bytes(self.nbytes_moved)} written'}",
             "Steps:",
         ]
@@ -222,17 +251,35 @@ def run_template(t: Template, x: Any) -> Any:
     except ArrayFerryError:
         raise
     except Exception as exc:
-        raise failure(t, exc) from exc
+        raise failure(t, exc, x) from exc
 
 
-def failure(t: Template, exc: Exception) -> Exception:
-    """The error to raise when running ``t`` raised ``exc``: our own errors pass through, foreign
-    ones become an :class:`ArrayFerryError` naming the route (the plan should have predicted them)."""
+def describe_given(t: Template, x: Any) -> str:
+    """A summary of the array ``x`` given to a (possibly cached) plan ``t``: its own shape and
+    flags, never those of the array the plan was made for."""
+    if x is _NOTHING:
+        return t.source.summary()
+    from ._registry import registry
+
+    try:
+        a = registry().adapter_named(t.source.framework)
+        return a.describe(x).summary()
+    except Exception:
+        return f"{t.source.framework} {t.source.dtype} {getattr(x, 'shape', '?')}"
+
+
+_NOTHING: Any = object()
+
+
+def failure(t: Template, exc: Exception, x: Any = _NOTHING) -> Exception:
+    """The error to raise when running ``t`` on ``x`` raised ``exc``: our own errors pass through,
+    foreign ones become an :class:`ArrayFerryError` naming the route (the plan should have
+    predicted them) and describing ``x`` itself (not the array the cached plan was made for)."""
     if isinstance(exc, ArrayFerryError):
         return exc
     return ArrayFerryError(
         format_message(
-            f"Converting {t.source.summary()} to {t.target} failed while running the {t.route} route.",
+            f"Converting {describe_given(t, x)} to {t.target} failed while running the {t.route} route.",
             [f"steps: {', '.join(s.name for s in t.steps) or 'identity'}", f"{type(exc).__name__}: {exc}"],
             hint="this is a bug in arrayferry or a plugin (the plan should have predicted it); please report it",
         )
@@ -310,10 +357,13 @@ def resolve_device(info: ArrayInfo, tgt: Adapter, src: Adapter, device: Any) -> 
 
 
 def build_template(
-    src: Adapter, info: ArrayInfo, tgt: Adapter, device: Any, dtype: Any, copy: bool | None
+    src: Adapter, info: ArrayInfo, tgt: Adapter, device: Any, dtype: Any, copy: bool | None,
+    casting: str | None = None,
 ) -> Template:
     """Plan the conversion of an array described by ``info`` (raises the right error if none)."""
     from ._dtypes import canonical_name
+
+    casting = parse_casting(casting)
 
     if copy not in (None, True, False):
         raise ArgumentError(
@@ -351,7 +401,7 @@ def build_template(
                 format_message(
                     f"{tgt.name} cannot hold {tdt} arrays on {tdev} (asked for with dtype=).",
                     [f"source: {info.summary()}"],
-                    hint="choose another dtype",
+                    hint=tgt.dtype_hint(tdt, tdev) or "choose another dtype",
                 )
             )
     elif info.dtype not in ITEMSIZE:  # same framework (other frameworks were refused above)
@@ -368,7 +418,18 @@ def build_template(
                     )
                 )
             notes.append(f"{tgt.name} cannot hold {info.dtype} on {tdev}: values are narrowed to {tdt} (a warning is raised)")
-    explicit_cast = dtype is not None and tdt != info.dtype
+    cast_mode: str | None = None
+    if tdt != info.dtype and info.dtype in ITEMSIZE:
+        refusal = casting_refusal(info.dtype, tdt, casting)
+        if refusal is not None:
+            raise LossyConversionError(
+                format_message(
+                    f"Convert {info.summary()} to {tgt.name} as {tdt}: {refusal}.",
+                    hint="pass casting=None (values checked) or casting='unsafe', or ask for another dtype=",
+                )
+            )
+        cast_mode = check_mode(info.dtype, tdt, casting)
+    explicit_cast = cast_mode
 
     builders: list[tuple[str, Callable[[], list[Step]]]] = []
     if src is tgt:
@@ -380,7 +441,7 @@ def build_template(
     if src.cai_export and tgt.cai_import:
         builders.append(("cai", lambda: _dlpack_route(src, info, tgt, tdev, tdt, copy, explicit_cast, via="cai")))
 
-    ok: list[tuple[tuple[int, int, int, int], str, list[Step]]] = []
+    ok: list[tuple[tuple[int, int, int, int, int], str, list[Step]]] = []
     refused: list[tuple[str, str]] = []
     dtype_problems: list[str] = []
     for name, build in builders:
@@ -395,7 +456,8 @@ def build_template(
         if copy is False and n_copy:
             refused.append((name, "needs a copy: " + "; ".join(s.description for s in steps if s.copies)))
             continue
-        cost = (n_copy, sum(1 for s in steps if s.transfer), len(steps), _ROUTE_ORDER[name] - tgt.priority)
+        moved = sum(b for b, s in zip(_step_bytes(info, steps), steps, strict=True) if s.transfer)
+        cost = (n_copy, sum(1 for s in steps if s.transfer), moved, len(steps), _ROUTE_ORDER[name] - tgt.priority)
         ok.append((cost, name, steps))
 
     asked = (
@@ -419,7 +481,7 @@ def build_template(
     ok.sort(key=lambda c: c[0])
     best, route, steps = ok[0]
     for cost, other, osteps in ok[1:]:
-        if cost[:3] == best[:3]:
+        if cost[:4] == best[:4]:
             refused.append((other, f"works at the same cost ({_describe_cost(osteps)}); "
                                    f"the {route} route is preferred into {tgt.name}"))
         else:
@@ -437,6 +499,7 @@ def build_template(
         refused=tuple(refused),
         notes=tuple(notes),
         run=_compose(steps),
+        casting=casting,
     )
 
 
@@ -466,31 +529,78 @@ def _mover(adapter: Adapter, device: Device) -> Callable[[Any], Any]:
     return move
 
 
-def _cast_step(src: Adapter, s_dt: str, d_dt: str, check: bool) -> Step:
-    if check and (kind_of(s_dt) in "fc" and kind_of(d_dt) in "iub" or kind_of(s_dt) == "c" and kind_of(d_dt) != "c"):
-        def cast(x: Any) -> Any:
-            src.check_cast(x, s_dt, d_dt)
-            return src.cast(x, d_dt)
-    else:
-        def cast(x: Any) -> Any:
-            return src.cast(x, d_dt)
-    return Step("cast", f"cast {s_dt} to {d_dt} ({src.name})", cast, copies=True)
+def _cast_refusal(ad: Adapter, s_dt: str, d_dt: str, device: Device, mode: str | None = "range") -> str | None:
+    """Why ``ad`` cannot cast ``s_dt`` to ``d_dt`` on ``device`` exactly as NumPy does, or ``None``.
+    ``mode=None`` (no value check, ``casting="unsafe"``) also asks about out-of-range values."""
+    for name in (s_dt, d_dt):
+        if not ad.supports_dtype(name, device):
+            return f"{ad.name} cannot hold {name} on {device}" + (" (no 64-bit types)" if name in _X64 else "")
+    why = ad.cast_differs(s_dt, d_dt, device)
+    if why is None and mode is None:
+        why = ad.cast_differs_unchecked(s_dt, d_dt, device)
+    return None if why is None else f"{ad.name}'s cast differs from NumPy's: {why}"
 
 
-def _native_route(src: Adapter, info: ArrayInfo, tdev: Device, tdt: str, copy: bool | None, explicit_cast: bool) -> list[Step]:
+_X64 = frozenset({"int64", "uint64", "float64", "complex128"})
+
+
+def _cast_step(ad: Adapter, s_dt: str, d_dt: str, mode: str | None, where: str) -> Step:
+    """A cast run by ``ad`` (after the value check ``mode`` asks for), guarded: a framework whose
+    cast hands back another dtype (a no-op cast, an alias) raises instead of passing it on."""
+    describe = ad.describe
+    checked_cast = ad.checked_cast
+
+    def cast(x: Any) -> Any:
+        out = checked_cast(x, s_dt, d_dt, mode)
+        got = describe(out).dtype
+        if got != d_dt:
+            raise ArrayFerryError(
+                format_message(
+                    f"{ad.name}'s cast of {describe(x).summary()} to {d_dt} returned {got}; the plan promised {d_dt} in fresh memory.",
+                    hint="this is a bug in arrayferry or the plugin (supports_dtype/cast_differs should have said so); please report it",
+                )
+            )
+        return out
+
+    checked = {"range": ", values range-checked", "exact": ", every value checked to survive exactly"}.get(mode or "", "")
+    return Step("cast", f"cast {s_dt} to {d_dt} in {ad.name} ({where}{checked})", cast, copies=True, dtype=d_dt)
+
+
+def _native_route(src: Adapter, info: ArrayInfo, tdev: Device, tdt: str, copy: bool | None, mode: str | None) -> list[Step]:
     steps: list[Step] = []
-    if tdev != info.device:
-        steps.append(Step("to_device", f"move from {info.device} to {tdev} ({src.name})",
-                          _mover(src, tdev), copies=True, transfer=True))
-    if tdt != info.dtype:
-        steps.append(_cast_step(src, info.dtype, tdt, explicit_cast))
-    if copy and not steps:
-        steps.append(Step("copy", f"copy ({src.name}), because copy=True", src.copy, copies=True))
-    return steps
+    dev = info.device
+    if tdt == info.dtype:
+        if tdev != dev:
+            steps.append(_move_step(src, dev, tdev, info.dtype))
+        if copy and not steps:
+            steps.append(Step("copy", f"copy ({src.name}), because copy=True", src.copy, copies=True))
+        return steps
+    here = _cast_refusal(src, info.dtype, tdt, dev, mode)
+    if tdev == dev:
+        if here is not None:
+            raise _Refusal(f"{here}; the cast runs on the host instead")
+        return [_cast_step(src, info.dtype, tdt, mode, f"on {dev}: {src.name} holds {tdt} and casts as NumPy does")]
+    there = _cast_refusal(src, info.dtype, tdt, tdev, mode)
+    narrowing = ITEMSIZE.get(tdt, 0) < ITEMSIZE.get(info.dtype, 0)
+    holds_source_there = src.supports_dtype(info.dtype, tdev)
+    if here is None and (narrowing or there is not None or not holds_source_there):
+        why = ("narrowing before the move moves fewer bytes" if narrowing
+               else f"{tdev} cannot hold {info.dtype}" if not holds_source_there else f"on {tdev}: {there}")
+        return [_cast_step(src, info.dtype, tdt, mode, f"on {dev}, before the move: {why}"),
+                _move_step(src, dev, tdev, tdt)]
+    if there is None:
+        return [_move_step(src, dev, tdev, info.dtype),
+                _cast_step(src, info.dtype, tdt, mode, f"on {tdev}, after the move: widening after the move moves fewer bytes"
+                           if not narrowing else f"on {tdev}: {here}")]
+    raise _Refusal(f"{here}; the cast runs on the host instead")
+
+
+def _move_step(ad: Adapter, dev: Device, tdev: Device, dtype: str) -> Step:
+    return Step("to_device", f"move from {dev} to {tdev} ({ad.name})", _mover(ad, tdev), copies=True, transfer=True)
 
 
 def _host_route(
-    src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None, explicit_cast: bool
+    src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None, mode: str | None
 ) -> list[Step]:
     for name in (info.dtype, tdt):
         if name not in ITEMSIZE:  # structured, object, datetime ...: only the framework's own ops (native route)
@@ -507,7 +617,18 @@ def _host_route(
         if any(s.copies for s in steps):
             # fresh memory: ``extra`` (facts about the source's memory, from refine_key) no longer applies
             cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
+    after_transfer = ""
     if not cur.device.is_host:
+        why_not = (_cast_refusal(src, cur.dtype, tdt, cur.device, mode)
+                   if tdt != cur.dtype and ITEMSIZE[tdt] < ITEMSIZE[cur.dtype] else "")
+        if why_not:
+            after_transfer = f" after the transfer, not on {cur.device} ({why_not})"
+        if why_not is None:
+            # narrow on the device, so that the transfer moves the smaller dtype
+            steps.append(_cast_step(src, cur.dtype, tdt, mode,
+                                    f"on {cur.device}, before the transfer to the host: narrowing first moves "
+                                    f"{ITEMSIZE[tdt]}/{ITEMSIZE[cur.dtype]} of the bytes"))
+            cur = cur.with_(dtype=tdt, itemsize=ITEMSIZE[tdt], layout="contiguous", readonly=False, aligned=True, extra=())
         steps.append(Step("to_host", f"stage from {cur.device} into host memory ({src.name})", src.to_host,
                           copies=True, transfer=True))
         cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True, extra=())
@@ -524,14 +645,15 @@ def _host_route(
     transient_readonly = not tdev.is_host and hinfo.readonly
     reasons = tgt.host_import_refusals(hinfo.with_(readonly=False) if transient_readonly else hinfo)
     if tdt != hinfo.dtype:
-        reasons = [*reasons, f"cast {hinfo.dtype} to {tdt}"]
+        reasons = [*reasons, f"cast {hinfo.dtype} to {tdt} with NumPy{after_transfer}" + (
+            "" if src is not tgt or after_transfer else f": {_cast_refusal(src, hinfo.dtype, tdt, info.device, mode) or 'exact'}")]
     copied_already = any(s.copies for s in steps)
     # an import that copies anyway (dask's from_array, JAX on unaligned memory) already gives
     # independent memory: copy=True must not add a second copy before it
     if copy and not copied_already and tdev.is_host and not reasons and not tgt.import_copies(hinfo):
         reasons.append("copy=True asks for independent memory")
     if reasons:
-        steps.append(host_copy_step(hinfo.dtype, tdt, reasons, check_values=explicit_cast))
+        steps.append(host_copy_step(hinfo.dtype, tdt, reasons, mode=mode if tdt != hinfo.dtype else None))
         hinfo = hinfo.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, byteorder="=",
                             itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=())
         still = tgt.host_import_refusals(hinfo)
@@ -565,7 +687,7 @@ def _transient_import(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None,
-                  explicit_cast: bool, via: str = "dlpack") -> list[Step]:
+                  mode: str | None, via: str = "dlpack") -> list[Step]:
     """The ``dlpack`` route, or with ``via="cai"`` the ``cai`` route (``__cuda_array_interface__``:
     device memory only, same device; adapters opt in with ``cai_export``/``cai_import`` and
     implement ``from_cai`` and ``cai_import_refusals``)."""
@@ -587,9 +709,20 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
         cur = cur.with_(flags=frozenset())
         if any(s.copies for s in steps):
             cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
+    late_cast: Step | None = None
     if tdt != cur.dtype:
-        steps.append(_cast_step(src, cur.dtype, tdt, explicit_cast))
-        cur = cur.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, extra=())
+        why_src = _cast_refusal(src, cur.dtype, tdt, cur.device, mode)
+        if why_src is None:
+            moving = cur.device != tdev
+            steps.append(_cast_step(src, cur.dtype, tdt, mode, f"in the source on {cur.device}"
+                                    + (", before the transfer" if moving and ITEMSIZE[tdt] <= ITEMSIZE[cur.dtype] else "")))
+            cur = cur.with_(dtype=tdt, itemsize=ITEMSIZE[tdt], layout="contiguous", readonly=False, aligned=True, extra=())
+        else:
+            why_tgt = _cast_refusal(tgt, cur.dtype, tdt, tdev, mode)
+            if why_tgt is not None:
+                raise _Refusal(f"neither side casts {cur.dtype} to {tdt} as NumPy does ("
+                               + "; ".join(dict.fromkeys((why_src, why_tgt))) + ")")
+            late_cast = _cast_step(tgt, cur.dtype, tdt, mode, f"in the target on {tdev}: {why_src}")
     if cur.device != tdev and tdev.is_host and not cur.device.is_host:
         steps.append(Step("to_host", f"stage from {cur.device} into host memory ({src.name})", src.to_host,
                           copies=True, transfer=True))
@@ -597,7 +730,7 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
     import_refusals = tgt.cai_import_refusals if via == "cai" else tgt.dlpack_import_refusals
     refusals = import_refusals(cur)
     if refusals:
-        if any(s.copies for s in steps):
+        if any(s.copies for s in steps) or late_cast is not None:
             raise _Refusal("; ".join(refusals))
         steps.append(Step("copy", f"copy in {src.name} first ({'; '.join(refusals)})", src.copy, copies=True))
         cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
@@ -612,6 +745,8 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
     if cur.device != tdev:
         steps.append(Step("to_device", f"transfer from {cur.device} to {tdev} ({tgt.name})",
                           _mover(tgt, tdev), copies=True, transfer=True))
+    if late_cast is not None:
+        steps.append(late_cast)
     if copy and not any(s.copies for s in steps):
         steps.append(Step("copy", f"copy ({tgt.name}), because copy=True", tgt.copy, copies=True))
     return steps

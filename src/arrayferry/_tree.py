@@ -264,7 +264,8 @@ _HANDLERS: dict[str, Callable[[Any, Callable[[Any], Any], set[int]], Any]] = {
 }
 
 
-def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None) -> Callable[[Any], Any]:
+def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None,
+                    casting: str | None = None) -> Callable[[Any], Any]:
     """The per-leaf function: :func:`arrayferry.convert`'s hot path, with the options bound once.
 
     Plans come from (and go into) the same cache as ``convert``; within one call they are also
@@ -282,20 +283,20 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None) -> Call
         sig = src.signature(x)
         ent = local.get((src, sig))
         if ent is None:
-            key = (src, sig, to, device, dtype, copy)
+            key = (src, sig, to, device, dtype, copy, casting)  # convert's key
             try:
                 ent = plans.get(key)
             except TypeError:  # unhashable device/dtype object: the slow path plans every time
-                return convert(x, to, device=device, dtype=dtype, copy=copy)
+                return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting)
             if ent is None:
-                ent = new_entry(x, src, key, to, device, dtype, copy)
+                ent = new_entry(x, src, key, to, device, dtype, copy, casting)
             local[(src, sig)] = ent
         try:
             return ent(x)
         except ArrayFerryError:
             raise
         except Exception as exc:  # as in convert: foreign errors name the route
-            raise _api.failed((src, sig, to, device, dtype, copy), exc) from exc
+            raise _api.failed((src, sig, to, device, dtype, copy, casting), exc, x) from exc
 
     return conv
 
@@ -315,7 +316,7 @@ def _reraise(failed: _Failed, to: Any) -> None:
 
 
 def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-                 stream: Any = None) -> Any:
+                 stream: Any = None, casting: str | None = None) -> Any:
     """Convert every array leaf of ``tree`` to framework ``to``; same options as :func:`convert`.
 
     :param tree: an array, or dicts / lists / tuples / named tuples / dataclass instances /
@@ -327,6 +328,7 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
     :param dtype: cast every array leaf to this dtype.
     :param copy: the copy policy for every leaf (``None``, ``False``, ``True``).
     :param stream: the CUDA stream the results will be used on, as for :func:`convert`.
+    :param casting: which casts may change values, as for :func:`convert`.
     :returns: a tree of the same structure. A failing leaf raises the error
         :func:`convert` would raise, of the same class, its message starting with the leaf's path
         (e.g. ``['params'][0].weight``).
@@ -338,8 +340,8 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
         from ._cuda import parse_stream, using_stream
 
         with using_stream(parse_stream(stream)):
-            return convert_tree(tree, to, device=device, dtype=dtype, copy=copy)
-    conv = _leaf_converter(to, device, dtype, copy)
+            return convert_tree(tree, to, device=device, dtype=dtype, copy=copy, casting=casting)
+    conv = _leaf_converter(to, device, dtype, copy, casting)
     try:
         return _map(tree, conv, set())
     except _Failed as failed:
@@ -492,7 +494,7 @@ def _walk(node: Any, path: str, out: list[tuple[str, Any]], kept: list[str], act
 
 
 def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-              stream: Any = None) -> TreePlan:
+              stream: Any = None, casting: str | None = None) -> TreePlan:
     """Plan :func:`convert_tree` without moving data: per leaf path, whether it is copied and why.
 
     Same arguments as :func:`convert_tree`. Raises what :func:`plan` raises for the first leaf
@@ -512,7 +514,7 @@ def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy
             key: Hashable = (src.name, src.signature(x), tgt.refine_key(src, x) if tgt.refines else ())
             p = plans.get(key)
             if p is None:
-                p = plans[key] = _api.plan(x, to, device=device, dtype=dtype, copy=copy, stream=stream)
+                p = plans[key] = _api.plan(x, to, device=device, dtype=dtype, copy=copy, stream=stream, casting=casting)
             shape = tuple(src.describe(x).shape)
         except Exception as exc:
             _reraise(_Failed(exc, [path or "(root)"]), to)

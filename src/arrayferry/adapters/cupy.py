@@ -38,8 +38,8 @@ from .._cuda import (
     with_requested_stream,
 )
 from .._device import Device
-from .._dtypes import ITEMSIZE, ML_DTYPES, _numpy_dtype_name, kind_of, numpy_dtype
-from .._errors import ArrayFerryError, DeviceError, LossyConversionError, UnsupportedDTypeError, format_message
+from .._dtypes import ITEMSIZE, ML_DTYPES, _numpy_dtype_name, numpy_dtype
+from .._errors import ArrayFerryError, DeviceError, UnsupportedDTypeError, format_message
 from .._markers import hookimpl
 
 __all__ = ["CupyAdapter", "arrayferry_adapters"]
@@ -294,21 +294,20 @@ class CupyAdapter(Adapter):
         with _on(idx), cupy_stream_context(idx):
             return x.astype(numpy_dtype(dtype))
 
+    def cast_differs_unchecked(self, src: str, dst: str, device: Device) -> str | None:
+        if src.startswith(("float", "bfloat", "complex")) and dst.startswith(("int", "uint")):
+            # as for torch (2**31 + 1.5 to uint8: 1 where NumPy gives 0); CUDA's conversions saturate
+            return ("CuPy's result for NaN, infinity and out-of-range floats to integers (undefined in C) "
+                    "is not NumPy's, and casting='unsafe' asks for NumPy's")
+        return None
+
     @_mapped
-    def check_cast(self, x: Any, src: str, dst: str) -> None:
-        if x.size == 0:
-            return
-        cp = _cp()
-        ks, kd = kind_of(src), kind_of(dst)
+    def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
+        from .._hostops import device_check
+
         idx = int(x.data.device_id)
         with _on(idx), cupy_stream_context(idx):
-            if ks == "c" and kd != "c" and bool((x.imag != 0).any()):
-                raise LossyConversionError(format_message(f"Casting {src} to {dst} would drop non-zero imaginary parts.",
-                                                          hint="take .real explicitly first if that is what you want"))
-            if ks in "fc" and kd in "iu" and not bool(cp.isfinite(x).all()):
-                raise LossyConversionError(format_message(
-                    f"Casting {src} to {dst}: the input holds NaN or infinity, which {dst} cannot represent.",
-                    hint="replace them first (cupy.nan_to_num) or keep a floating dtype"))
+            device_check(x, src, dst, mode, _CupyOps(_cp()))
 
     @_mapped
     def to_host(self, x: Any) -> Any:
@@ -324,6 +323,38 @@ class CupyAdapter(Adapter):
             if isinstance(x, cp.ndarray):
                 return x.copy()  # onto the current device; CuPy copies between devices itself
             return cp.asarray(x)
+
+
+class _CupyOps:
+    """The few array operations ``_hostops.device_check`` needs, done by CuPy on the device."""
+
+    def __init__(self, cp: Any) -> None:
+        self.cp = cp
+
+    def size(self, x: Any) -> int:
+        return int(x.size)
+
+    def any_imag(self, x: Any) -> bool:
+        return bool((x.imag != 0).any())
+
+    def real(self, x: Any) -> Any:
+        return x.real
+
+    def parts(self, x: Any) -> Any:
+        return self.cp.concatenate([x.real.ravel(), x.imag.ravel()])
+
+    def extremes(self, x: Any) -> tuple[Any, Any]:
+        return x.min().item(), x.max().item()
+
+    def finite(self, x: Any) -> Any:
+        return x[self.cp.isfinite(x)]
+
+    def roundtrip_equal(self, x: Any, dst: str) -> bool:
+        back = x.astype(numpy_dtype(dst)).astype(x.dtype)
+        same = back == x
+        if x.dtype.kind in "fc":
+            same |= self.cp.isnan(x) & self.cp.isnan(back)
+        return bool(same.all())
 
 
 @hookimpl

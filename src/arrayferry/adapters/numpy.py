@@ -155,6 +155,12 @@ class NumpyAdapter(Adapter):
             x = x.real  # what the cast keeps anyway, without NumPy's ComplexWarning
         return x.astype(target)
 
+    def checked_cast(self, x: Any, src: str, dst: str, mode: str | None) -> Any:
+        """NumPy's cast with the value check fused into it, block by block (see ``_hostops``)."""
+        from .._hostops import host_cast
+
+        return host_cast(x, src, dst, mode, shape=x.shape)
+
     def parse_dtype(self, obj: Any) -> str | None:
         np = sys.modules["numpy"]
         try:

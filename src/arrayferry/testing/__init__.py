@@ -31,7 +31,9 @@ check, for each framework named:
   get one plan);
 * clear errors for dtypes the framework cannot hold (``UnsupportedDTypeError`` /
   ``LossyConversionError``, or a ``LossyConversionWarning`` for float narrowing; never a silent
-  change).
+  change);
+* ``dtype=`` casts within the framework give NumPy's bits for every pair of dtypes it holds
+  (a framework cast that differs must be declared in ``Adapter.cast_differs``).
 
 Other options (each also an ini key with ``-`` replaced by ``_``):
 

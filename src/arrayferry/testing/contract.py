@@ -38,6 +38,7 @@ __all__ = [
     "test_device_reporting",
     "test_signature_captures_plan",
     "test_dtype_fidelity",
+    "test_casts_match_numpy",
     "test_non_numeric_dtypes_refused",
     "test_unreachable_device_refused",
     "test_round_trip_out",
@@ -441,6 +442,34 @@ def test_dtype_fidelity(af_framework: str, af_device: str, af_dtype: str) -> Non
         x = af.convert(ref, af_framework, device=dev)
     assert ad.describe(x).dtype == af_dtype
     assert _bits(_readback(x)) == _bits(ref)
+
+
+def test_casts_match_numpy(af_framework: str, af_device: str, af_dtype: str) -> None:
+    """``dtype=`` casts within the framework give NumPy's cast of the same values, bit for bit
+    (NaN, infinities, -0.0 and extremes; ``casting="unsafe"`` so that every value is cast), or
+    refuse a dtype the framework cannot hold. Wherever the planner runs the cast (in the
+    framework when ``cast_differs`` says it casts as NumPy does, else on the host), the bits must
+    be NumPy's: a framework cast that differs must be declared in ``Adapter.cast_differs``."""
+    from arrayferry._dtypes import numpy_dtype
+
+    ad = _adapter(af_framework)
+    dev = _device(ad, af_device)
+    if _expect(ad, af_dtype, dev) != "ok":
+        pytest.skip(f"{af_framework} cannot hold {af_dtype} on {dev}")
+    ref = _values(af_dtype)
+    x = af.convert(ref, af_framework, device=dev)
+    for dst in DTYPES:
+        if dst == af_dtype or _expect(ad, dst, dev) != "ok":
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with np.errstate(all="ignore"):
+                want = (ref.real if kind_of(af_dtype) == "c" and kind_of(dst) != "c" else ref).astype(numpy_dtype(dst))
+            got = af.convert(x, af_framework, dtype=dst, casting="unsafe")
+        assert ad.describe(got).dtype == dst
+        assert _bits(_readback(got)) == _bits(want), (
+            f"{af_framework} cast {af_dtype} -> {dst} differs from NumPy's:\n  want {want!r}\n  got  {_readback(got)!r}\n"
+            "declare the pair in Adapter.cast_differs so that the planner casts elsewhere")
 
 
 def test_non_numeric_dtypes_refused(af_framework: str, af_non_numeric: str) -> None:

@@ -207,8 +207,15 @@ class DaskAdapter(Adapter):
 
         return convert_chunks(x, chunk_framework(x), dtype=dtype)
 
-    def check_cast(self, x: Any, src: str, dst: str) -> None:
+    def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
         """Nothing to check eagerly: each chunk's cast is checked by arrayferry on the worker."""
+
+    def checked_cast(self, x: Any, src: str, dst: str, mode: str | None) -> Any:
+        """A lazy chunk-wise cast whose chunks carry the casting policy's check (``mode``)."""
+        from ._chunks import chunk_framework, convert_chunks
+
+        casting = {None: "unsafe", "range": None, "exact": "same_value"}[mode]
+        return convert_chunks(x, chunk_framework(x), dtype=dst, casting=casting)
 
 
 def _known(x: Any) -> bool:

@@ -71,32 +71,39 @@ class ChunkConverter:
     where arrayferry and the target framework are installed.
     """
 
-    __slots__ = ("to", "device", "dtype", "copy")
+    __slots__ = ("to", "device", "dtype", "copy", "casting")
 
-    def __init__(self, to: Any, device: Any = None, dtype: Any = None, copy: bool | None = None) -> None:
+    def __init__(self, to: Any, device: Any = None, dtype: Any = None, copy: bool | None = None,
+                 casting: str | None = None) -> None:
         self.to = to
         self.device = device
         self.dtype = dtype
         self.copy = copy
+        self.casting = casting
 
     def __call__(self, block: Any) -> Any:
-        return arrayferry.convert(block, self.to, device=self.device, dtype=self.dtype, copy=self.copy)
+        return arrayferry.convert(block, self.to, device=self.device, dtype=self.dtype, copy=self.copy,
+                                  casting=self.casting)
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.to, self.device, self.dtype, self.copy)
+        return (self.to, self.device, self.dtype, self.copy, self.casting)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.to, self.device, self.dtype, self.copy = state
+        self.to, self.device, self.dtype, self.copy = state[:4]
+        self.casting = state[4] if len(state) > 4 else None
 
     def __dask_tokenize__(self) -> tuple[str, ...]:
-        return ("arrayferry-convert", _token(self.to), _token(self.device), _token(self.dtype), repr(self.copy))
+        return ("arrayferry-convert", _token(self.to), _token(self.device), _token(self.dtype), repr(self.copy),
+                repr(self.casting))
 
     def __repr__(self) -> str:
-        return f"ChunkConverter(to={self.to!r}, device={self.device!r}, dtype={self.dtype!r}, copy={self.copy!r})"
+        return (f"ChunkConverter(to={self.to!r}, device={self.device!r}, dtype={self.dtype!r}, copy={self.copy!r}, "
+                f"casting={self.casting!r})")
 
 
 def convert_chunks(
-    x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None, name: str | None = None
+    x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None, name: str | None = None,
+    casting: str | None = None,
 ) -> Any:
     """Convert every chunk of the dask array ``x`` to framework ``to``, lazily, where it lives.
 
@@ -105,6 +112,8 @@ def convert_chunks(
     :param device: passed to :func:`arrayferry.convert` for every chunk.
     :param dtype: passed to :func:`arrayferry.convert` for every chunk.
     :param copy: passed to :func:`arrayferry.convert` for every chunk.
+    :param casting: passed to :func:`arrayferry.convert` for every chunk (the casting policy's value
+        check runs on each chunk where it is computed).
     :param name: the new graph layer's name (default: derived from the inputs).
     :returns: a dask array of the same shape and chunks whose chunks are ``to`` arrays; its
         ``_meta`` is an empty ``to`` array. Nothing is computed until you compute or persist it.
@@ -112,8 +121,8 @@ def convert_chunks(
         chunk of the same dtype (unknown target, unsupported dtype, ...), at once, before any task runs.
     """
     _require_dask_array(x, "convert_chunks")
-    meta = arrayferry.convert(x._meta, to, device=device, dtype=dtype)
-    fn = ChunkConverter(to, device, dtype, copy)
+    meta = arrayferry.convert(x._meta, to, device=device, dtype=dtype, casting=casting)
+    fn = ChunkConverter(to, device, dtype, copy, casting)
     kwargs: dict[str, Any] = {"meta": meta}
     if name is not None:
         kwargs["name"] = name

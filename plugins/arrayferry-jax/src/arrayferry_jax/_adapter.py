@@ -8,6 +8,11 @@ adapter declares it to the planner so that plans route around it and say so:
   would hand out a writable alias of memory JAX believes immutable), so ``jax -> torch`` copies,
   and ``copy=False`` raises :class:`arrayferry.CopyRequiredError`. ``torch.asarray(jax_array)``
   (which reads the bytes as flat float32) is never used.
+* **Casts.** XLA flushes subnormal floats to zero when it casts (``1e-40`` in float32 cast to
+  bool gives ``False``), and with x64 off ``astype`` to a 64-bit type is a silent no-op that
+  returns the same immutable buffer. :meth:`JaxAdapter.cast_differs` says so, so the planner casts
+  float sources on the host with NumPy (or in the target), never with ``astype``; a requested
+  64-bit dtype is delivered (cast on the host) or, into JAX without x64, refused with a hint.
 * **Silent 64-bit narrowing.** With ``jax_enable_x64`` off (JAX's default) every JAX entry point
   turns int64/uint64/float64/complex128 into 32-bit types without a word.
   :meth:`JaxAdapter.default_dtype_for` reports the narrowing so the planner refuses it for integers
@@ -285,6 +290,18 @@ class JaxAdapter(Adapter):
         if dtype not in CANONICAL_DTYPES:
             return False
         return self._x64() or dtype not in NARROW_WITHOUT_X64
+
+    def dtype_hint(self, dtype: str, device: Device) -> str | None:
+        if dtype in NARROW_WITHOUT_X64 and not self._x64():
+            return (f"JAX holds 64-bit types only with x64 enabled: call jax.config.update('jax_enable_x64', True) "
+                    f"before creating arrays, or ask for dtype='{NARROW_WITHOUT_X64[dtype]}'")
+        return None
+
+    def cast_differs(self, src: str, dst: str, device: Device) -> str | None:
+        if src.startswith(("float", "bfloat", "complex")):
+            # jnp.array([1e-40], dtype=float32).astype(bool) is False; to float64 (x64) 0.0
+            return "XLA flushes subnormal floats to zero in its casts (NumPy keeps them)"
+        return None
 
     def default_dtype_for(self, dtype: str, device: Device) -> str:
         if dtype in NARROW_WITHOUT_X64 and not self._x64():
