@@ -353,17 +353,46 @@ def test_device_to_host_every_pair(torch_cuda: Any, cupy_cuda: Any, source: str,
 
 
 @pytest.mark.parametrize("source", ["torch", "cupy"])
-def test_narrowing_cast_runs_on_the_device_before_the_transfer(torch_cuda: Any, cupy_cuda: Any, source: str) -> None:
-    x = _sample("float64", 1 << 12)
+@pytest.mark.parametrize("pair", [("float64", "float32"), ("int64", "int16"), ("complex128", "complex64")])
+def test_narrowing_cast_runs_on_the_device_before_the_transfer(torch_cuda: Any, cupy_cuda: Any, source: str,
+                                                               pair: tuple[str, str]) -> None:
+    src_dt, dst_dt = pair
+    x = _sample(src_dt, 1 << 12)
+    if np.dtype(src_dt).kind == "i":
+        x = (np.arange(x.size) % 60000 - 30000).astype(src_dt)  # inside int16's range: the default casting allows it
     src = torch_cuda.from_numpy(x).to("cuda:0") if source == "torch" else cupy_cuda.asarray(x)
-    p = af.plan(src, "numpy", dtype="float16")
+    p = af.plan(src, "numpy", dtype=dst_dt)
     names = [s.name for s in p.steps]
     assert "cast" in names and names.index("cast") < names.index("to_host"), p.explain()
-    # the transfer moves float16 (2 bytes an element), not float64: at most one float64 read + two float16 writes
-    assert p.nbytes_moved <= 2 * x.size * 2, p.explain()
-    with np.errstate(over="ignore"):
-        expected = x.astype(np.float16)
-    _assert_bits(expected, af.convert(src, "numpy", dtype="float16"))
+    # the transfer moves the narrow dtype: the device cast writes it once, the transfer once more
+    assert p.nbytes_moved <= 2 * x.size * np.dtype(dst_dt).itemsize, p.explain()
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = x.astype(dst_dt)
+    _assert_bits(expected, af.convert(src, "numpy", dtype=dst_dt))
+
+
+@pytest.mark.parametrize("source", ["torch", "cupy"])
+@pytest.mark.parametrize("pair", [("float64", "float32"), ("float32", "float64"), ("int64", "int32"),
+                                  ("int32", "float64"), ("float32", "int32"), ("complex128", "complex64"),
+                                  ("float64", "float16"), ("float32", "bool")])
+def test_device_casts_agree_with_numpy(torch_cuda: Any, cupy_cuda: Any, source: str, pair: tuple[str, str]) -> None:
+    """Wherever the plan casts (on the device when the framework casts exactly, else on the host),
+    the result is NumPy's cast of the same values, bit for bit: subnormals, -0.0, NaN and ties."""
+    src_dt, dst_dt = pair
+    rng = np.random.default_rng(7)
+    if np.dtype(src_dt).kind == "f":
+        x = (rng.standard_normal(1 << 16) * rng.choice([1e-40, 1e-5, 1.0, 1e4, 6.5e4], 1 << 16)).astype(src_dt)
+        x[:6] = [0.0, -0.0, np.nan, np.inf, -np.inf, 1.5]
+        if dst_dt == "int32":
+            x = np.nan_to_num(np.clip(x, -2e9, 2e9), nan=0.0, posinf=1.0, neginf=-1.0)  # in range: allowed
+    elif np.dtype(src_dt).kind == "c":
+        x = (rng.standard_normal(1 << 15) + 1j * rng.standard_normal(1 << 15)).astype(src_dt)
+    else:
+        x = rng.integers(-(2**31), 2**31 - 1, 1 << 16).astype(src_dt)
+    src = torch_cuda.from_numpy(x).to("cuda:0") if source == "torch" else cupy_cuda.asarray(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = x.astype(dst_dt)
+    _assert_bits(expected, af.convert(src, "numpy", dtype=dst_dt))
 
 
 @pytest.mark.parametrize("target", ["torch", "cupy"])
