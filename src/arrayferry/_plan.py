@@ -527,7 +527,7 @@ def _host_route(
     if reasons:
         steps.append(host_copy_step(hinfo.dtype, tdt, reasons, check_values=explicit_cast))
         hinfo = hinfo.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, byteorder="=",
-                            itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=())
+                            itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=(), flags=frozenset())
         still = tgt.host_import_refusals(hinfo)
         if still:
             raise _Refusal("; ".join(still))
@@ -574,11 +574,14 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
         cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True, extra=())
     import_refusals = tgt.cai_import_refusals if via == "cai" else tgt.dlpack_import_refusals
     refusals = import_refusals(cur)
+    if "odd_strides" in cur.flags:  # the producer's __dlpack__ raises BufferError
+        refusals = ["DLPack counts strides in elements, and a stride of this array is not a multiple of "
+                    "its itemsize", *(r for r in refusals if "itemsize" not in r)]
     if refusals:
         if any(s.copies for s in steps):
             raise _Refusal("; ".join(refusals))
         steps.append(Step("copy", f"copy in {src.name} first ({'; '.join(refusals)})", src.copy, copies=True))
-        cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
+        cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=(), flags=frozenset())
         again = import_refusals(cur)
         if again:
             raise _Refusal(f"{'; '.join(refusals)} (and a copy first would not help: {'; '.join(again)})")

@@ -169,8 +169,11 @@ class ArrayApiStrictAdapter(Adapter):
             st = a.strides
             if st and min(st) < 0:  # contiguous flags ignore strides of length-1 axes
                 return (type(x), x.dtype, x.device, n & _MASK, "negative")
+            if st and min(a.shape) < 2:  # odd strides of length-1 axes (Adapter.stride_flags)
+                return (type(x), x.dtype, x.device, n & _MASK, self.stride_flags(st, a.shape, a.itemsize))
             return (type(x), x.dtype, x.device, n & _MASK)
-        return (type(x), x.dtype, x.device, n & _MASK, self.numpy_layout(a.strides, a.shape, False, False))
+        return (type(x), x.dtype, x.device, n & _MASK, self.numpy_layout(a.strides, a.shape, False, False),
+                self.stride_flags(a.strides, a.shape, a.itemsize))
 
     def describe(self, x: Any) -> ArrayInfo:
         a = self._host_array(x)
@@ -188,6 +191,7 @@ class ArrayApiStrictAdapter(Adapter):
             readonly=not flags & _WRITEABLE,
             layout=layout,
             aligned=bool(flags & _ALIGNED),
+            flags=self.stride_flags(st, a.shape, a.itemsize),
             itemsize=a.dtype.itemsize,
         )
 
