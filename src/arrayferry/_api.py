@@ -217,9 +217,39 @@ def framework_of(x: Any) -> str | None:
 
 
 def device_of(x: Any) -> Device:
-    """The :class:`Device` ``x`` lives on (``str()`` gives ``"cpu"``, ``"cuda:1"``, ...)."""
+    """The :class:`Device` ``x`` lives on (``str()`` gives ``"cpu"``, ``"cuda:1"``, ...).
+
+    :raises UnsupportedArrayError: ``x`` has no device (a traced JAX value, a deleted array): the
+        same error :func:`convert` raises for it.
+    """
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    return src.device_of(x)
+    return adapter_device_of(src, x)
+
+
+def adapter_device_of(src: Adapter, x: Any) -> Device:
+    """``src.device_of(x)``; a foreign error becomes the array's problem (as ``convert`` words it)
+    or an :class:`UnsupportedArrayError`, never a framework's own exception."""
+    try:
+        return src.device_of(x)
+    except ArrayFerryError:
+        raise
+    except Exception as exc:
+        try:
+            problem = src.describe(x).problem
+        except Exception:
+            problem = None
+        if problem is not None:
+            cls, msg = problem
+            raise cls(msg) from exc
+        from ._errors import UnsupportedArrayError
+
+        raise UnsupportedArrayError(
+            format_message(
+                f"Cannot tell which device a {src.name} array ({type(x).__qualname__}) lives on.",
+                [f"{src.name}'s adapter raised {type(exc).__name__}: {exc}"],
+                hint="convert or inspect the array where it has data (outside a traced function, before deleting it)",
+            )
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def shares_memory(a: Any, b: Any) -> bool:
 
     sa = _api._TYPES.get(type(a)) or _api._source_adapter(a)
     sb = _api._TYPES.get(type(b)) or _api._source_adapter(b)
-    da, db = sa.device_of(a), sb.device_of(b)
+    da, db = _api.adapter_device_of(sa, a), _api.adapter_device_of(sb, b)
     if da != db and not (da.is_host and db.is_host):  # JAX's cpu:1 is host memory like cpu
         return False
     la, lb = _layout(sa, a), _layout(sb, b)

@@ -493,6 +493,45 @@ def test_traced_and_deleted_arrays_are_refused(jax: Any) -> None:
         af.convert(d, "numpy")
 
 
+def _public_calls() -> list[Any]:
+    return [
+        ("convert", lambda v: af.convert(v, "numpy")),
+        ("plan", lambda v: af.plan(v, "torch")),
+        ("device_of", af.device_of),
+        ("shares_memory", lambda v: af.shares_memory(v, np.ones(3))),
+        ("shares_memory-self", lambda v: af.shares_memory(v, v)),
+        ("export_dlpack", af.export_dlpack),
+    ]
+
+
+def test_every_public_call_on_a_traced_or_deleted_array_raises_our_error(jax: Any) -> None:
+    """No public function lets JAX's ConcretizationTypeError (or a deleted buffer's RuntimeError) escape."""
+    calls = _public_calls()
+    seen: dict[str, BaseException | None] = {}
+
+    @jax.jit
+    def f(x: Any) -> Any:
+        assert af.framework_of(x) == "jax"  # answers without touching the data
+        for name, call in calls:
+            try:
+                call(x)
+                seen[name] = None
+            except BaseException as exc:  # noqa: BLE001 - the type is what is tested
+                seen[name] = exc
+        return x
+
+    f(jax.numpy.ones(3))
+    d = jax.numpy.ones(3)
+    d.delete()
+    for name, call in calls:
+        with pytest.raises(af.UnsupportedArrayError, match="deleted") as ei:
+            call(d)
+        assert str(ei.value).splitlines()[-1].startswith("Hint:"), name
+    for name, exc in seen.items():
+        assert isinstance(exc, af.UnsupportedArrayError), (name, exc)
+        assert "traced" in str(exc) and str(exc).splitlines()[-1].startswith("Hint:"), name
+
+
 def test_non_native_byte_order_is_swapped(jax: Any) -> None:
     a = np.array(SPECIALS, dtype=">f4")
     j = af.convert(a, "jax")
