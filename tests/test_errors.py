@@ -240,3 +240,56 @@ def test_missing_ml_dtypes_gives_unsupported_dtype_error_with_hint() -> None:
         assert msg.strip().splitlines()[-1].startswith("Hint: pip install ml_dtypes"), msg
     # torch alone, and torch's own cast, need no ml_dtypes
     assert out["torch-to-torch"] == ["ok", "torch.bfloat16"]
+
+
+# -- running out of memory is not a bug ---------------------------------------------------------
+
+_HUGE = 2**41  # elements: 16 TiB as float64, refused by the allocator at once (nothing is written)
+
+
+def _huge_numpy() -> np.ndarray:
+    return np.broadcast_to(np.float64(1.5), (_HUGE,))  # 8 bytes of real memory
+
+
+def _through(kind: str, x: Any, to: str) -> Any:
+    if kind == "convert":
+        return af.convert(x, to, copy=True)
+    if kind == "plan":
+        return af.plan(x, to, copy=True).execute(x)
+    if kind == "tree":
+        return af.convert_tree({"a": [x]}, to, copy=True)
+    return af.accepts(to, copy=True)(lambda a: a)(x)
+
+
+@pytest.mark.parametrize("kind", ["convert", "plan", "tree", "accepts"])
+@pytest.mark.parametrize("to", ["numpy", "torch"])
+def test_out_of_memory_stays_a_memory_error_with_the_route_as_a_note(kind: str, to: str) -> None:
+    x = _huge_numpy()
+    with pytest.raises(MemoryError) as ei:
+        _through(kind, x, to)
+    assert not isinstance(ei.value, af.ArrayFerryError)
+    notes = getattr(ei.value, "__notes__", [])
+    assert notes and notes[0].startswith("arrayferry: raised while converting numpy float64"), notes
+    assert len(notes) == (2 if kind == "tree" else 1), notes  # convert_tree adds the leaf's path
+    assert f"to {to} on cpu by the" in notes[0] and "route (steps:" in notes[0]
+    assert "bug" not in str(ei.value) + notes[0]
+
+
+def test_torch_allocator_failure_passes_through_with_a_note() -> None:
+    t = torch.ones(1).expand(_HUGE)  # torch's own allocator refuses the clone
+    with pytest.raises(RuntimeError, match="allocate memory") as ei:
+        af.convert(t, "torch", copy=True)
+    assert not isinstance(ei.value, af.ArrayFerryError)
+    assert "by the native route" in ei.value.__notes__[0]
+
+
+def test_resource_error_classification() -> None:
+    from arrayferry._plan import is_resource_error
+
+    assert is_resource_error(MemoryError())
+    assert is_resource_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_resource_error(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes"))
+    assert not is_resource_error(RuntimeError("given numpy array strides not a multiple of the element byte size"))
+    assert not is_resource_error(ValueError("out of memory"))
+    cupy = pytest.importorskip("cupy")
+    assert is_resource_error(cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0))

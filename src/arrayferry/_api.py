@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from ._adapter import Adapter
 from ._device import Device
 from ._errors import ArrayFerryError, UnknownFrameworkError, format_message
-from ._plan import Plan, Template, build_template, failure, run_template
+from ._plan import Plan, Template, build_template, failure, raise_failure, run_template
 from ._registry import registry
 
 if TYPE_CHECKING:  # typing only: convert's overloads name each framework's array type
@@ -120,8 +120,8 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         return ent(x)
     except ArrayFerryError:
         raise
-    except Exception as exc:  # foreign errors become an ArrayFerryError naming the route
-        raise failed(key, exc) from exc
+    except Exception as exc:  # foreign errors: see _plan.failure
+        raise_failed(key, exc)
 
 
 def failed(key: Hashable, exc: Exception) -> Exception:
@@ -130,6 +130,14 @@ def failed(key: Hashable, exc: Exception) -> Exception:
     if t is None:
         return exc
     return failure(t, exc)
+
+
+def raise_failed(key: Hashable, exc: Exception) -> NoReturn:
+    """Raise :func:`failed`'s error (``exc`` itself, unchained, when it passes through)."""
+    err = failed(key, exc)
+    if err is exc:
+        raise exc
+    raise err from exc
 
 
 def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None) -> Any:
@@ -148,7 +156,7 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
             except ArrayFerryError:
                 raise
             except Exception as exc:
-                raise failure(t, exc) from exc
+                raise_failure(t, exc)
 
         ent = refined
     else:

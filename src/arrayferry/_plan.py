@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ._adapter import CPU, Adapter, ArrayInfo, Step, identity
 from ._device import Device
@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._hostops import host_copy_step
 
-__all__ = ["Plan", "build_template", "Template"]
+__all__ = ["Plan", "build_template", "Template", "failure", "raise_failure", "is_resource_error"]
 
 _ROUTE_ORDER = {"native": 0, "host": 1, "dlpack": 2, "cai": 3}
 
@@ -222,21 +222,71 @@ def run_template(t: Template, x: Any) -> Any:
     except ArrayFerryError:
         raise
     except Exception as exc:
-        raise failure(t, exc) from exc
+        raise_failure(t, exc)
+
+
+def raise_failure(t: Template, exc: Exception) -> NoReturn:
+    """Raise :func:`failure`'s error for ``exc`` (``exc`` itself when it passes through)."""
+    err = failure(t, exc)
+    if err is exc:
+        raise exc
+    raise err from exc
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """True for running out of memory: ``MemoryError`` (NumPy's and CuPy's ``OutOfMemoryError``
+    are ones), torch's ``OutOfMemoryError`` and CPU allocator failures (``RuntimeError``), XLA's
+    ``RESOURCE_EXHAUSTED``."""
+    if isinstance(exc, MemoryError):
+        return True
+    if any(c.__name__ == "OutOfMemoryError" for c in type(exc).__mro__):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    low = text.lower()
+    # XLA; torch's CPU allocator ("DefaultCPUAllocator: can't allocate memory"); CUDA allocators
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in low or "allocate memory" in low
 
 
 def failure(t: Template, exc: Exception) -> Exception:
-    """The error to raise when running ``t`` raised ``exc``: our own errors pass through, foreign
-    ones become an :class:`ArrayFerryError` naming the route (the plan should have predicted them)."""
+    """The error to raise when running ``t`` raised ``exc``.
+
+    * arrayferry's own errors pass through;
+    * running out of memory (:func:`is_resource_error`) passes through as the same exception, so
+      ``except MemoryError`` (or ``torch.OutOfMemoryError``) still catches it, with the route
+      added as a note (``add_note``);
+    * CUDA itself missing or failing becomes a :class:`DeviceError`;
+    * anything else is an :class:`ArrayFerryError` naming the route: the plan should have
+      predicted it, so that one is a bug in arrayferry or a plugin.
+    """
     if isinstance(exc, ArrayFerryError):
         return exc
+    steps = ", ".join(s.name for s in t.steps) or "identity"
+    if is_resource_error(exc):
+        note = (f"arrayferry: raised while converting {t.source.summary()} to {t.target} on {t.device} by the "
+                f"{t.route} route (steps: {steps}; about {_fmt_bytes(_written(t))} written by copying steps)")
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+        return exc
+    from ._cuda import device_error_from, is_cuda_error
+
+    if is_cuda_error(exc):
+        return device_error_from(
+            exc, f"Converting {t.source.summary()} to {t.target} on {t.device} failed in CUDA ({t.route} route, steps: {steps}).",
+            hint="check the GPU and its driver (nvidia-smi), or convert on the host (device='cpu')")
     return ArrayFerryError(
         format_message(
             f"Converting {t.source.summary()} to {t.target} failed while running the {t.route} route.",
-            [f"steps: {', '.join(s.name for s in t.steps) or 'identity'}", f"{type(exc).__name__}: {exc}"],
+            [f"steps: {steps}", f"{type(exc).__name__}: {exc}"],
             hint="this is a bug in arrayferry or a plugin (the plan should have predicted it); please report it",
         )
     )
+
+
+def _written(t: Template) -> int:
+    n = t.source.size
+    return sum(n * ITEMSIZE.get(t.dtype, t.source.itemsize or 1) for s in t.steps if s.copies)
 
 
 def _fmt_bytes(n: int) -> str:

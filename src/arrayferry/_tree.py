@@ -295,7 +295,7 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None) -> Call
         except ArrayFerryError:
             raise
         except Exception as exc:  # as in convert: foreign errors name the route
-            raise _api.failed((src, sig, to, device, dtype, copy), exc) from exc
+            _api.raise_failed((src, sig, to, device, dtype, copy), exc)
 
     return conv
 
