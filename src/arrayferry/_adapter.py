@@ -138,6 +138,12 @@ class Adapter:
     install_hint: str | None = None
     #: True when a zero-copy result can be made read-only or the framework never writes in place.
     readonly_capable: bool = False
+    #: True when the framework's arrays are immutable by contract (JAX): an array aliasing memory
+    #: that something else may write would change under it (undefined behaviour for JAX). With
+    #: ``copy=None`` the planner then copies writable memory instead of aliasing it; read-only
+    #: memory is still aliased, and ``copy=False`` aliases writable memory on the caller's word
+    #: (the plan says so in its notes).
+    immutable: bool = False
     #: Routes this adapter can take part in.
     host_export: bool = True
     host_import: bool = True

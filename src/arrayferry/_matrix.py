@@ -68,11 +68,21 @@ def _torch() -> Any:
     return torch
 
 
-def _base(dtype: str = "float32") -> Any:
+def _base(dtype: str = "float32", offset: int = 0) -> Any:
+    """The (64, 64) case data, placed ``offset`` bytes past a 64-byte boundary.
+
+    Placement is controlled because some zero-copy routes depend on it (JAX aliases host memory
+    only at 64-byte alignment): the same versions must give the same table on every run.
+    """
     np = _np()
     a = np.arange(_N * _N, dtype=np.float64).reshape(_N, _N) - 100.5
     a[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
-    return a.astype(dtype)
+    a = a.astype(dtype)
+    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _readonly() -> Any:
@@ -84,7 +94,17 @@ def _readonly() -> Any:
 def _bf16() -> Any:
     import ml_dtypes
 
-    return _base().astype(ml_dtypes.bfloat16)
+    return _aligned_copy(_base().astype(ml_dtypes.bfloat16))
+
+
+def _aligned_copy(a: Any) -> Any:
+    """``a`` copied to a 64-byte boundary (see ``_base``)."""
+    np = _np()
+    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _torch_base(dtype: str = "float32") -> Any:
@@ -99,7 +119,7 @@ CASES: tuple[Case, ...] = (
          lambda i: i.layout == "strided"),
     Case("negative", "negative stride, x[::-1]", lambda: _base()[::-1],
          lambda i: i.layout == "negative"),
-    Case("fortran", "Fortran order, np.asfortranarray(x) / t.T", lambda: _np().asfortranarray(_base()),
+    Case("fortran", "Fortran order, x.T / t.T", lambda: _base().T,
          lambda i: i.layout in ("fortran", "strided"),
          native={"torch": lambda: _torch_base().T}),
     Case("readonly", "read-only memory (writeable=False)", _readonly, lambda i: i.readonly),
@@ -107,11 +127,13 @@ CASES: tuple[Case, ...] = (
          lambda: _np().broadcast_to(_base()[0], (_N, _N)),
          lambda i: i.layout in ("broadcast", "strided"),
          native={"torch": lambda: _torch_base()[0].expand(_N, _N)}),
+    Case("unaligned", "C-contiguous float32, 4 bytes past a 64-byte boundary", lambda: _base(offset=4),
+         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
     Case("big-endian", "big-endian float32 ('>f4')", lambda: _base(">f4"), lambda i: i.byteorder != "="),
     Case("bfloat16", "bfloat16 (ml_dtypes in NumPy)", _bf16, lambda i: i.dtype == "bfloat16"),
-    Case("int64", "C-contiguous int64", lambda: _np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1),
+    Case("int64", "C-contiguous int64", lambda: _aligned_copy(_np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1)),
          lambda i: i.dtype == "int64"),
-    Case("0-d", "0-d float64 array", lambda: _np().array(-0.0), lambda i: i.shape == ()),
+    Case("0-d", "0-d float64 array", lambda: _aligned_copy(_np().array(-0.0)), lambda i: i.shape == ()),
     Case("requires_grad", "torch tensor with requires_grad=True", None,
          lambda i: "requires_grad" in i.flags,
          native={"torch": lambda: _torch_base().requires_grad_(True)}, native_only=True),

@@ -474,6 +474,9 @@ def build_template(
             refused.append((other, f"works but costs more ({_describe_cost(osteps)})"))
     if notes and kind_of(info.dtype) in "fc" and tdt != info.dtype and dtype is None:
         steps = [*steps, _warn_step(notes[-1])]
+    if tgt.immutable and copy is False and not info.readonly:
+        notes.append(f"the result aliases writable memory, but {tgt.name} assumes its arrays never change: do not "
+                     f"write to the source while the {tgt.name} array is in use (copy=None would copy it)")
     return Template(
         source=info,
         target=tgt.name,
@@ -574,6 +577,9 @@ def _host_route(
     # independent memory: copy=True must not add a second copy before it
     if copy and not copied_already and tdev.is_host and not reasons and not tgt.import_copies(hinfo):
         reasons.append("copy=True asks for independent memory")
+    elif (_protect(tgt, hinfo, copy) and not copied_already and tdev.is_host and not reasons
+          and not tgt.import_copies(hinfo)):
+        reasons.append(_immutable_reason(tgt))
     if reasons:
         steps.append(host_copy_step(hinfo.dtype, tdt, reasons, check_values=explicit_cast))
         hinfo = hinfo.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, byteorder="=",
@@ -645,4 +651,17 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
                           _mover(tgt, tdev), copies=True, transfer=True))
     if copy and not any(s.copies for s in steps):
         steps.append(Step("copy", f"copy ({tgt.name}), because copy=True", tgt.copy, copies=True))
+    elif _protect(tgt, cur, copy) and not any(s.copies for s in steps):
+        steps.append(Step("copy", f"copy ({tgt.name}): {_immutable_reason(tgt)}", tgt.copy, copies=True))
     return steps
+
+
+def _protect(tgt: Adapter, info: ArrayInfo, copy: bool | None) -> bool:
+    """Whether ``copy=None`` must copy writable memory rather than hand it to an immutable target."""
+    # (not size-dependent: the signature, which keys the plan cache, does not capture emptiness)
+    return tgt.immutable and copy is None and not info.readonly
+
+
+def _immutable_reason(tgt: Adapter) -> str:
+    return (f"{tgt.name} arrays are immutable, and aliasing writable memory would let a later write to the "
+            f"source change the {tgt.name} array; copy=False aliases it anyway, on your word that nothing writes it")
