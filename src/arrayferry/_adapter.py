@@ -144,6 +144,10 @@ class Adapter:
     #: memory is still aliased, and ``copy=False`` aliases writable memory on the caller's word
     #: (the plan says so in its notes).
     immutable: bool = False
+    #: True when the framework holds every NumPy dtype (datetime, string, object, structured ...)
+    #: on the host, as NumPy and Dask do: such arrays may then cross the host route between two
+    #: frameworks that both say so (the others hold the numeric dtypes only).
+    numpy_dtypes: bool = False
     #: Routes this adapter can take part in.
     host_export: bool = True
     host_import: bool = True

@@ -380,8 +380,13 @@ def build_template(
         check_min_version(tgt)
     if info.problem is not None:
         cls, msg = info.problem
-        raise cls(msg)
-    tdev = resolve_device(info, tgt, src, device)
+        # a DeviceError problem (torch's meta device) only forbids leaving that device: within the
+        # framework, on the same device, the framework's own identity/cast/copy still apply
+        if not (src is tgt and issubclass(cls, DeviceError) and (device is None or Device.parse(device) == info.device)):
+            raise cls(msg)
+        tdev = info.device
+    else:
+        tdev = resolve_device(info, tgt, src, device)
     notes: list[str] = []
     if dtype is not None:
         tdt = canonical_name(dtype)
@@ -394,7 +399,7 @@ def build_template(
                 )
             )
     elif info.dtype not in ITEMSIZE:
-        if src is not tgt:
+        if src is not tgt and not (src.numpy_dtypes and tgt.numpy_dtypes):
             raise UnsupportedDTypeError(
                 format_message(
                     f"Cannot convert a {info.framework} array of dtype {info.dtype} to {tgt.name}.",
@@ -544,7 +549,9 @@ def _host_route(
     src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None, explicit_cast: bool
 ) -> list[Step]:
     for name in (info.dtype, tdt):
-        if name not in ITEMSIZE:  # structured, object, datetime ...: only the framework's own ops (native route)
+        if name not in ITEMSIZE and not (src is not tgt and src.numpy_dtypes and tgt.numpy_dtypes and name == info.dtype == tdt):
+            # structured, object, datetime ...: only the framework's own ops (native route), or
+            # the host route between frameworks that hold every NumPy dtype (NumPy, Dask)
             raise _Refusal(f"the host route carries canonical dtypes only, not {name}", dtype_problem=True)
         if name in ML_DTYPES:
             try:
@@ -581,6 +588,9 @@ def _host_route(
           and not tgt.import_copies(hinfo)):
         reasons.append(_immutable_reason(tgt))
     if reasons:
+        if hinfo.dtype not in ITEMSIZE:
+            raise _Refusal(f"{tgt.name} needs a copy ({'; '.join(reasons)}), and the host copy carries canonical "
+                           f"dtypes only, not {hinfo.dtype}", dtype_problem=True)
         steps.append(host_copy_step(hinfo.dtype, tdt, reasons, check_values=explicit_cast))
         hinfo = hinfo.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, byteorder="=",
                             itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=(), flags=frozenset())

@@ -236,3 +236,38 @@ def test_chunk_converter_tokenizes_deterministically() -> None:
 
     c = pickle.loads(pickle.dumps(afd.ChunkConverter("numpy", copy=True)))
     assert (c.to, c.copy) == ("numpy", True)
+
+
+# -- NumPy-only dtypes: dask holds every NumPy dtype ---------------------------------------------
+
+_NUMPY_ONLY = {
+    "datetime64[ns]": lambda: np.array(["2020-01-01T00:00:00.5", "NaT", "1677-09-22"], dtype="datetime64[ns]"),
+    "datetime64[D]-big-endian": lambda: np.array(["2020-01-01", "NaT"], dtype=">M8[D]"),
+    "timedelta64[s]": lambda: np.array([1, -2, np.iinfo(np.int64).min], dtype="int64").view("timedelta64[s]"),
+    "str": lambda: np.array(["a", "bc", ""]),
+    "bytes": lambda: np.array([b"a", b"\x00bc"]),
+    "object": lambda: np.array([1, "x", None], dtype=object),
+    "structured": lambda: np.array([(1, 2.5), (-3, np.nan)], dtype=[("a", "<i4"), ("b", "<f8")]),
+    "longdouble": lambda: np.array([1.5, -0.0], dtype=np.longdouble),
+    "datetime-readonly-negative": lambda: np.array(["2020-01-01", "2021-01-01"], dtype="M8[D]")[::-1],
+}
+
+
+@pytest.mark.parametrize("name", list(_NUMPY_ONLY))
+@pytest.mark.parametrize("copy", [None, True])
+def test_numpy_only_dtypes_travel_to_dask_and_back(name: str, copy: bool | None) -> None:
+    x = _NUMPY_ONLY[name]()
+    if name.endswith("readonly-negative"):
+        x.flags.writeable = False
+    d = af.convert(x, "dask", copy=copy)
+    assert d.dtype == x.dtype and d.shape == x.shape
+    back = af.convert(d, "numpy")
+    assert back.dtype == x.dtype
+    if x.dtype.hasobject:
+        assert list(back) == list(x)
+    else:
+        assert np.ascontiguousarray(back).tobytes() == np.ascontiguousarray(x).tobytes()  # NaT, NaN bit for bit
+    with pytest.raises(af.CopyRequiredError):  # dask.array.from_array copies into the graph
+        af.convert(x, "dask", copy=False)
+    with pytest.raises(af.UnsupportedDTypeError):  # frameworks that hold numeric dtypes only still refuse
+        af.convert(d, "torch")

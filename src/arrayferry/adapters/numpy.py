@@ -60,6 +60,7 @@ class NumpyAdapter(Adapter):
     min_version = "1.26"
     install_hint = "numpy"
     readonly_capable = True
+    numpy_dtypes = True  # any NumPy dtype, datetime64 and strings included
     host_export = True
     host_import = True
     dlpack_export = True

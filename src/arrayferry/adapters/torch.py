@@ -353,7 +353,7 @@ class TorchAdapter(Adapter):
         from .._errors import LossyConversionError
 
         torch = _torch()
-        if t.numel() == 0:
+        if t.numel() == 0 or t.is_meta:  # a meta tensor has no values to lose
             return
         ks, kd = kind_of(src), kind_of(dst)
         if ks == "c" and kd != "c" and bool((t.imag != 0).any()):

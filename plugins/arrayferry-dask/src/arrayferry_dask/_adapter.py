@@ -98,7 +98,8 @@ def _materialised(arr: Any) -> Any:
 
 
 def _from_numpy(arr: Any) -> Any:
-    return sys.modules["dask.array"].from_array(arr, chunks="auto")
+    # dask cannot size chunks of object arrays automatically: those become one chunk
+    return sys.modules["dask.array"].from_array(arr, chunks=-1 if arr.dtype.hasobject else "auto")
 
 
 class DaskAdapter(Adapter):
@@ -112,6 +113,7 @@ class DaskAdapter(Adapter):
     install_hint = "arrayferry-dask"
     #: Dask arrays are immutable: nothing is ever written through one.
     readonly_capable = True
+    numpy_dtypes = True  # any NumPy dtype, datetime64 and strings included
     host_export = True
     host_import = True
     dlpack_export = False
