@@ -271,3 +271,26 @@ def test_numpy_only_dtypes_travel_to_dask_and_back(name: str, copy: bool | None)
         af.convert(x, "dask", copy=False)
     with pytest.raises(af.UnsupportedDTypeError):  # frameworks that hold numeric dtypes only still refuse
         af.convert(d, "torch")
+
+
+# -- shares_memory answers for dask arrays -------------------------------------------------------
+
+
+def test_shares_memory_with_lazy_and_persisted_dask_arrays() -> None:
+    import dask.array as da
+    from dask.core import flatten
+
+    torch = pytest.importorskip("torch")
+    a = np.arange(12.0)
+    lazy = da.from_array(a, chunks=4) + 1  # chunks are tasks: nothing in memory yet
+    assert af.shares_memory(lazy, a) is False and af.shares_memory(a, lazy) is False
+    assert af.shares_memory(lazy, lazy) is False
+    kept = lazy.persist()  # chunks computed and held by the graph
+    chunk = kept.dask[next(iter(flatten(kept.__dask_keys__())))]
+    assert isinstance(chunk, np.ndarray)
+    assert af.shares_memory(kept, chunk) is True and af.shares_memory(chunk[1:], kept) is True
+    assert af.shares_memory(kept, chunk.copy()) is False
+    assert af.shares_memory(kept, kept) is True
+    assert af.shares_memory(kept, torch.from_numpy(chunk)) is True  # across frameworks
+    assert af.shares_memory(kept, a) is False
+    assert af.shares_memory(af.convert(a, "dask"), a) is False  # from_array copies into the graph

@@ -161,6 +161,29 @@ class DaskAdapter(Adapter):
     def device_of(self, x: Any) -> Device:
         return _CPU
 
+    def memory_parts(self, x: Any) -> list[Any]:
+        """The arrays ``x``'s graph holds in memory for its chunks, for ``arrayferry.shares_memory``.
+
+        ``from_array`` chunks are views of the source; ``persist()`` stores computed chunks; a chunk
+        that is still a task holds no memory yet (a lazy graph shares memory with nothing).
+        """
+        from dask.core import flatten
+
+        from arrayferry import framework_of
+
+        graph = x.dask
+        parts = []
+        for key in flatten(x.__dask_keys__()):
+            try:
+                v = graph[key]
+            except KeyError:
+                continue
+            if type(v).__name__ == "DataNode":  # dask's task spec wraps literal values
+                v = getattr(v, "value", v)
+            if framework_of(v) is not None and framework_of(v) != self.name:
+                parts.append(v)
+        return parts
+
     # -- routes ------------------------------------------------------------------------------
     def prepare(self, info: ArrayInfo) -> list[Step]:
         extra = dict(info.extra)
