@@ -497,7 +497,8 @@ def run_matrix(
         known = {c.name: c for c in CASES}
         bad = [c for c in cases if c not in known]
         if bad:
-            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join(known)}")
+            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join(known)}\n"
+                             f"Hint: choose cases from the known ones, e.g. cases=['contiguous', 'strided']")
         chosen = [known[c] for c in cases]
     usable, skipped = usable_frameworks(frameworks)
     names = list(usable)
