@@ -314,3 +314,50 @@ def test_resource_error_classification() -> None:
     assert not is_resource_error(ValueError("out of memory"))
     cupy = pytest.importorskip("cupy")
     assert is_resource_error(cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0))
+
+
+# -- every error ends with a Hint line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: af.Device("cuda", -1),
+        lambda: af.Device("", None),
+        lambda: af.Device(3),  # type: ignore[arg-type]
+        lambda: af.Device("cuda", True),  # type: ignore[arg-type]
+        lambda: af.Device("cuda", 1.0),  # type: ignore[arg-type]
+        lambda: af.Device.from_dlpack((99, 0)),
+        lambda: af.Device.from_dlpack(("cuda", 0)),  # type: ignore[arg-type]
+        lambda: af.Device.from_dlpack(()),  # type: ignore[arg-type]
+        lambda: af.Device("vulkan2").dlpack,
+        lambda: af.Device.parse("cuda:x"),
+        lambda: af.Device.parse(object()),
+    ],
+    ids=["negative-index", "empty-type", "int-type", "bool-index", "float-index", "dlpack-99", "dlpack-str",
+         "dlpack-empty", "no-dlpack-code", "parse-bad-string", "parse-object"],
+)
+def test_device_errors_end_with_a_hint(call: Callable[[], Any]) -> None:
+    with pytest.raises(af.DeviceError) as ei:
+        call()
+    assert_error_layout(ei.value)
+
+
+def test_every_message_arrayferry_builds_has_a_hint() -> None:
+    """Static check over the core and the plugins: every call of the message builders
+    (``format_message``, the plugins' ``_msg``/``_message``) passes a hint."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    files = [*(root / "src" / "arrayferry").rglob("*.py"), *(root / "plugins").glob("*/src/**/*.py")]
+    missing = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name in ("format_message", "_msg", "_message") and len(node.args) < 3 and not any(
+                    k.arg == "hint" for k in node.keywords
+                ):
+                    missing.append(f"{f.relative_to(root)}:{node.lineno}")
+    assert not missing, f"messages without a hint: {missing}"

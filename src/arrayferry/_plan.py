@@ -420,7 +420,14 @@ def build_template(
                         hint=f"pass dtype='{tdt}' to accept the narrowing, or enable 64-bit types in {tgt.name}",
                     )
                 )
-            notes.append(f"{tgt.name} cannot hold {info.dtype} on {tdev}: values are narrowed to {tdt} (a warning is raised)")
+            notes.append(f"{tgt.name} cannot hold {info.dtype} on {tdev}: values are narrowed to {tdt} "
+                         f"(LossyConversionWarning; dtype='{tdt}' narrows without one)")
+            narrowing = format_message(
+                f"{info.framework} {info.dtype} values were narrowed to {tdt} converting to {tgt.name}: "
+                f"{tgt.name} cannot hold {info.dtype} on {tdev}, so values may have lost precision or range.",
+                hint=f"pass dtype='{tdt}' to narrow on purpose (no warning), or enable 64-bit types in {tgt.name} "
+                "to keep them",
+            )
     explicit_cast = dtype is not None and tdt != info.dtype
 
     builders: list[tuple[str, Callable[[], list[Step]]]] = []
@@ -478,7 +485,7 @@ def build_template(
         else:
             refused.append((other, f"works but costs more ({_describe_cost(osteps)})"))
     if notes and kind_of(info.dtype) in "fc" and tdt != info.dtype and dtype is None:
-        steps = [*steps, _warn_step(notes[-1])]
+        steps = [*steps, _warn_step(narrowing)]
     if tgt.immutable and copy is False and not info.readonly:
         notes.append(f"the result aliases writable memory, but {tgt.name} assumes its arrays never change: do not "
                      f"write to the source while the {tgt.name} array is in use (copy=None would copy it)")
@@ -507,9 +514,23 @@ def _describe_cost(steps: list[Step]) -> str:
     return f"{n} copy step(s), {len(steps)} step(s)" if n else f"zero-copy in {len(steps)} step(s)"
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points ``warnings.warn``, called by our caller, at the first frame
+    outside arrayferry and its plugins: the user's line, whatever path led here (``convert``,
+    ``plan.execute``, ``convert_tree``, ``@accepts``, a plugin calling back into arrayferry)."""
+    import sys
+
+    frame = sys._getframe(1)  # the function that will call warnings.warn: stacklevel 1
+    level = 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith("arrayferry"):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _warn_step(msg: str) -> Step:
     def warn(x: Any) -> Any:
-        warnings.warn(msg, LossyConversionWarning, stacklevel=4)
+        warnings.warn(msg, LossyConversionWarning, stacklevel=_caller_stacklevel())
         return x
 
     return Step("warn", "warn that floats were narrowed", warn)

@@ -651,3 +651,32 @@ def test_empty_unaligned_array_under_copy_false_and_then_a_full_one(jax: Any, of
     assert jptr(j) != nptr(full)  # writable memory is copied under copy=None
     full[0] = 2.5
     assert float(np.asarray(j)[0]) == 1.5
+
+
+def test_narrowing_warning_names_the_conversion_gives_a_hint_and_points_at_the_caller(jax: Any) -> None:
+    """The LossyConversionWarning says what happened to the data, how to avoid it, and is
+    attributed to the caller's line on every path (convert, plan.execute, convert_tree, @accepts)."""
+    import inspect
+
+    x = np.array([1.0 + 2**-30, 1e300])
+    here = inspect.currentframe()
+    assert here is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = here.f_lineno + 1
+        af.convert(x, "jax")
+        af.plan(x, "jax").execute(x)
+        af.convert_tree({"a": [x]}, "jax")
+        af.accepts("jax")(lambda v: v)(x)
+    ours = [w for w in caught if w.category is af.LossyConversionWarning]
+    assert len(ours) == 4
+    for k, w in enumerate(ours):
+        assert w.category is af.LossyConversionWarning
+        assert (w.filename, w.lineno) == (__file__, first + k)
+        lines = str(w.message).splitlines()
+        assert lines[0].startswith("numpy float64 values were narrowed to float32 converting to jax")
+        assert "a warning is raised" not in str(w.message)
+        assert lines[-1].startswith("Hint: pass dtype='float32'") and "64-bit" in lines[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", af.LossyConversionWarning)
+        af.convert(x, "jax", dtype="float32")  # asking for it: no warning
