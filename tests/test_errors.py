@@ -361,3 +361,34 @@ def test_every_message_arrayferry_builds_has_a_hint() -> None:
                 ):
                     missing.append(f"{f.relative_to(root)}:{node.lineno}")
     assert not missing, f"messages without a hint: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("obj", "first"),
+    [
+        ([1.0, -0.0], "x is a list, not an array: numpy.asarray(x)"),
+        ((1, 2), "x is a tuple, not an array: numpy.asarray(x)"),
+        (3, "x is a Python int, not an array: numpy.asarray(x)"),
+        (2.5, "x is a Python float"),
+        (True, "x is a Python bool"),
+        (1j, "x is a Python complex"),
+        (np.float64(-0.0), "x is a NumPy scalar (numpy.float64), not an array: numpy.asarray(x)"),
+        (np.int8(-3), "x is a NumPy scalar (numpy.int8)"),
+        (np.bool_(True), "x is a NumPy scalar (numpy.bool"),
+        (np.complex64(1j), "x is a NumPy scalar (numpy.complex64)"),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, str) else "",
+)
+def test_lists_and_scalars_get_the_right_first_hint(obj: Any, first: str) -> None:
+    """Not 'pip install a plugin' (which cannot help), but what does: numpy.asarray, which works."""
+    for call in (lambda: af.convert(obj, "torch"), lambda: af.plan(obj, "numpy"), lambda: af.device_of(obj)):
+        with pytest.raises(af.UnknownFrameworkError) as ei:
+            call()
+        hint = str(ei.value).splitlines()[-1]
+        assert hint.startswith("Hint: " + first), hint
+        assert "pip install" not in hint
+    t = af.convert(np.asarray(obj), "torch")  # the hint's advice, followed
+    assert t.tolist() == np.asarray(obj).tolist()
+    if isinstance(obj, (list, tuple)):
+        nested = af.convert_tree([np.asarray(obj)], "torch")
+        assert isinstance(nested[0], torch.Tensor)

@@ -54,12 +54,31 @@ def _source_adapter(x: Any) -> Adapter:
                 f"No registered framework owns objects of type {tp.__module__}.{tp.__qualname__}.",
                 [f"registered frameworks: {', '.join(sorted(reg.adapters)) or 'none'}",
                  f"protocols the object offers: {', '.join(protocols) or 'none'}"],
-                hint="install or register the plugin for its framework (pip install 'arrayferry[jax]', ...), "
-                "or convert lists and scalars with numpy.asarray first",
+                hint=_unknown_hint(x),
             )
         )
     _TYPES[type(x)] = a
     return a
+
+
+def _unknown_hint(x: Any) -> str:
+    """The first thing to try for an object no framework owns: lists and scalars are not arrays
+    of a missing plugin, so installing one would not help them."""
+    import sys
+
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(x, np.generic):
+        return (f"x is a NumPy scalar ({type(x).__module__}.{type(x).__qualname__}), not an array: "
+                "numpy.asarray(x) makes a 0-d array of it")
+    if isinstance(x, (bool, int, float, complex)):
+        return f"x is a Python {type(x).__name__}, not an array: numpy.asarray(x) makes a 0-d array of it"
+    if isinstance(x, (list, tuple)):
+        return (f"x is a {type(x).__name__}, not an array: numpy.asarray(x) makes one array of it, and "
+                "arrayferry.convert_tree(x, to) converts the arrays inside it")
+    if isinstance(x, dict):
+        return "x is a dict, not an array: arrayferry.convert_tree(x, to) converts the arrays inside it"
+    return ("install or register the plugin for its framework (pip install 'arrayferry[jax]', ...), "
+            "or convert it to a NumPy array first (numpy.asarray(x))")
 
 
 def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None) -> tuple[Template, Hashable]:
