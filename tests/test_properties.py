@@ -188,3 +188,39 @@ def test_byte_strides(x: np.ndarray, to: str, copy: bool | None) -> None:
         assert shares_memory(x, y) is p.zero_copy, p.explain()
         assert p.copies <= 1, p.explain()
     assert_bitwise_equal(ref, af.convert(y, "numpy"))
+
+
+def _usable_targets() -> list[str]:
+    out = []
+    for f in af.frameworks():
+        if not f.installed:
+            continue
+        try:
+            af.convert(np.zeros(2, np.int16), f.name)
+        except Exception:  # installed but unusable here (CuPy without a GPU)
+            continue
+        out.append(f.name)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=byte_strided_arrays(), to=st.sampled_from(_usable_targets()), copy=POLICIES)
+def test_byte_strides_into_every_installed_framework(x: np.ndarray, to: str, copy: bool | None) -> None:
+    """Any installed target (plugins too): right values, copy=False either aliases or raises
+    CopyRequiredError, and plan.zero_copy is exactly whether memory is shared; never a raw error."""
+    import warnings
+
+    ref = numpy_bits(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", af.LossyConversionWarning)
+        try:
+            p = af.plan(x, to, copy=copy)
+        except (af.CopyRequiredError, af.UnsupportedDTypeError, af.LossyConversionError) as exc:
+            assert not isinstance(exc, af.CopyRequiredError) or copy is False
+            return
+        y = af.convert(x, to, copy=copy)
+    back = af.convert(y, "numpy")
+    if p.dtype == x.dtype.name or (p.dtype == str(x.dtype.newbyteorder("="))):
+        assert_bitwise_equal(ref, back)
+    if x.size and to != "dask":  # dask results are graphs, compared chunk by chunk elsewhere
+        assert af.shares_memory(x, y) is p.zero_copy, p.explain()

@@ -47,7 +47,8 @@ def _odd_strides(a: Adapter, x: Any, flags: int) -> frozenset[str]:
     one component); length-1 axes (and empty arrays) are never checked by NumPy, so they are
     checked here.
     """
-    if flags & _ALIGNED and x.dtype.kind != "c" and (not x.shape or min(x.shape) > 1):
+    sh = x.shape
+    if flags & _ALIGNED and x.dtype.kind != "c" and 1 not in sh and 0 not in sh:
         return frozenset()
     return a.stride_flags(x.strides, x.shape, x.dtype.itemsize)
 
@@ -79,8 +80,9 @@ class NumpyAdapter(Adapter):
             st = x.strides
             if st and min(st) < 0:  # contiguous flags ignore strides of length-1 axes
                 return (type(x), x.dtype, n & _MASK, "negative")
-            if st and min(x.shape) < 2:  # contiguous flags ignore their strides, torch.from_numpy does not
-                return (type(x), x.dtype, n & _MASK, self.stride_flags(st, x.shape, x.dtype.itemsize))
+            sh = x.shape
+            if 1 in sh or 0 in sh:  # contiguous flags ignore their strides, torch.from_numpy does not
+                return (type(x), x.dtype, n & _MASK, self.stride_flags(st, sh, x.dtype.itemsize))
             return (type(x), x.dtype, n & _MASK)
         return (type(x), x.dtype, n & _MASK, self.numpy_layout(x.strides, x.shape, False, False),
                 _odd_strides(self, x, n))
@@ -97,7 +99,7 @@ class NumpyAdapter(Adapter):
         else:
             layout = self.numpy_layout(st, x.shape, bool(flags & _C), bool(flags & _F))
         problem = None
-        odd = _odd_strides(self, x, flags) if not flags & 3 or (st and min(x.shape) < 2) else frozenset()
+        odd = _odd_strides(self, x, flags) if not flags & 3 or 1 in x.shape or 0 in x.shape else frozenset()
         if isinstance(x, np.ma.MaskedArray):
             problem = (
                 UnsupportedArrayError,

@@ -204,7 +204,17 @@ class ArrayApiStrictAdapter(Adapter):
         return d
 
     def data_pointer(self, x: Any) -> int | None:
-        return int(_numpy_view(x).__array_interface__["data"][0])
+        try:  # the wrapped ndarray (DLPack cannot export strides that are not a multiple of the itemsize)
+            return int(self._host_array(x).__array_interface__["data"][0])
+        except BufferError:
+            return None
+
+    def byte_strides(self, x: Any) -> tuple[int, ...] | None:
+        """Strides in bytes, for ``arrayferry.shares_memory`` (any strides, odd ones too)."""
+        try:
+            return tuple(self._host_array(x).strides)
+        except BufferError:
+            return None
 
     def parse_device(self, obj: Any) -> Device | None:
         if isinstance(obj, self.namespace().Device):
