@@ -581,6 +581,10 @@ def _numpy_views(draw: st.DrawFn) -> np.ndarray:
     base = buffer_at(base_shape, dt, offset)
     base[...] = np.arange(base.size).reshape(base_shape).astype(dt)
     x = base[tuple(slice(None, None, k) for k in steps)].transpose(draw(st.permutations(list(range(ndim)))))
+    if dt.itemsize > 1 and draw(st.integers(0, 4)) == 0:  # strides in bytes, not a multiple of the itemsize
+        raw = buffer_at((64 * dt.itemsize,), np.uint8, offset)
+        x = np.lib.stride_tricks.as_strided(raw[: dt.itemsize].view(dt), shape=tuple(shape),
+                                            strides=tuple(draw(st.integers(1, 3 * dt.itemsize)) for _ in shape))
     if draw(st.booleans()):
         x = np.broadcast_to(x[:1], (3, *x.shape[1:]))
     if x.flags.writeable and draw(st.booleans()):
