@@ -662,7 +662,7 @@ def test_narrowing_warning_names_the_conversion_gives_a_hint_and_points_at_the_c
     attributed to the caller's line on every path (convert, plan.execute, convert_tree, @accepts)."""
     import inspect
 
-    x = np.array([1.0 + 2**-30, 1e300])
+    x = np.array([1.0 + 2**-30, 1e30])  # precision lost, no overflow
     here = inspect.currentframe()
     assert here is not None
     with warnings.catch_warnings(record=True) as caught:
