@@ -256,6 +256,9 @@ def failure(t: Template, exc: Exception) -> Exception:
     * running out of memory (:func:`is_resource_error`) passes through as the same exception, so
       ``except MemoryError`` (or ``torch.OutOfMemoryError``) still catches it, with the route
       added as a note (``add_note``);
+    * an error raised by the caller's own computation that a step ran (an adapter marks it with
+      ``exc.__arrayferry_passthrough__ = True`` and a note, as Dask's ``materialise`` does for
+      the graph's tasks) passes through as it is;
     * CUDA itself missing or failing becomes a :class:`DeviceError`;
     * anything else is an :class:`ArrayFerryError` naming the route: the plan should have
       predicted it, so that one is a bug in arrayferry or a plugin.
@@ -263,6 +266,9 @@ def failure(t: Template, exc: Exception) -> Exception:
     if isinstance(exc, ArrayFerryError):
         return exc
     steps = ", ".join(s.name for s in t.steps) or "identity"
+    if getattr(exc, "__arrayferry_passthrough__", False):
+        # raised by the caller's own computation that a step ran (a dask graph): theirs, as it is
+        return exc
     if is_resource_error(exc):
         note = (f"arrayferry: raised while converting {t.source.summary()} to {t.target} on {t.device} by the "
                 f"{t.route} route (steps: {steps}; about {_fmt_bytes(_written(t))} written by copying steps)")

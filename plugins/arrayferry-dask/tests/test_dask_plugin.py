@@ -294,3 +294,34 @@ def test_shares_memory_with_lazy_and_persisted_dask_arrays() -> None:
     assert af.shares_memory(kept, torch.from_numpy(chunk)) is True  # across frameworks
     assert af.shares_memory(kept, a) is False
     assert af.shares_memory(af.convert(a, "dask"), a) is False  # from_array copies into the graph
+
+
+# -- the graph's own errors are the caller's -----------------------------------------------------
+
+
+@pytest.mark.parametrize("to", ["numpy", "torch"])
+def test_errors_of_the_graph_pass_through_as_they_are(to: str) -> None:
+    """A task of the caller's graph that raises is not 'a bug in arrayferry': the same exception
+    comes out, with a note saying arrayferry was computing the graph."""
+    import dask.array as da
+
+    pytest.importorskip("torch")
+
+    def bad(block: np.ndarray) -> np.ndarray:
+        if block.size:
+            raise KeyError("missing column")
+        return block
+
+    x = da.from_array(np.ones(4), chunks=2).map_blocks(bad, dtype=float)
+    with pytest.raises(KeyError, match="missing column") as ei:
+        af.convert(x, to)
+    assert not isinstance(ei.value, af.ArrayFerryError)
+    assert any(n.startswith("arrayferry: raised while computing the dask graph") for n in ei.value.__notes__)
+    with pytest.raises(MemoryError):  # running out of memory in a task stays a MemoryError too
+        af.convert(da.from_array(np.ones(4), chunks=2).map_blocks(_oom, dtype=float), to)
+
+
+def _oom(block: np.ndarray) -> np.ndarray:
+    if block.size:
+        raise MemoryError("no room for the chunk")
+    return block

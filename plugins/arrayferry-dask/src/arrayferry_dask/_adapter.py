@@ -87,7 +87,17 @@ def materialise(x: Any) -> Any:
         from ._chunks import convert_chunks
 
         x = convert_chunks(x, "numpy")
-    out = x.compute()
+    try:
+        out = x.compute()
+    except Exception as exc:
+        # the graph's own tasks failed (the caller's computation, or its data): not arrayferry's
+        # error to rename; arrayferry re-raises it as it is (see arrayferry._plan.failure)
+        exc.add_note(f"arrayferry: raised while computing the dask graph ({x.npartitions} chunk(s)) to convert it")
+        try:
+            exc.__arrayferry_passthrough__ = True  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type without a __dict__
+            pass
+        raise
     if not isinstance(out, np.ndarray):  # reductions compute to NumPy scalars
         out = np.asarray(out)
     return out
