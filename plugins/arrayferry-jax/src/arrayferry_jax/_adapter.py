@@ -129,12 +129,18 @@ class JaxAdapter(Adapter):
         return tracer is not None and issubclass(tp, tracer)
 
     def signature(self, x: Any) -> Hashable:
-        # The layout (``x.format``, about 1.5 us) only matters from two dimensions on: a JAX array
-        # imported zero-copy from column-major or permuted memory keeps that layout, and leaving JAX
-        # then copies (see ``prepare``).
+        # The layout only matters from two dimensions on: a JAX array imported zero-copy from
+        # column-major or permuted memory keeps that layout, and leaving JAX then copies (see
+        # ``prepare``). ``x._pjrt_layout`` (hashable, compared by value) costs about 0.1 us against
+        # 1.5 us for the public ``x.format``, which is the fallback and what ``describe`` reads.
         try:
             if x.ndim > 1:
-                return (type(x), x.dtype, x.sharding, x.is_deleted(), self._layout(x))
+                try:
+                    lay: Any = x._pjrt_layout
+                    hash(lay)
+                except Exception:
+                    lay = self._layout(x)
+                return (type(x), x.dtype, x.sharding, x.is_deleted(), lay)
             return (type(x), x.dtype, x.sharding, x.is_deleted())
         except Exception:  # tracers and other abstract values: the type says it all
             return (type(x), "abstract")
