@@ -215,10 +215,11 @@ def accepts(
         def back(result: Any, caller: Any) -> Any:
             if caller is None or not convert_results:
                 return result
+            from ._api import adapter_device_of
             from ._tree import convert_tree
 
             src, x = caller
-            return convert_tree(result, src.name, device=src.device_of(x), stream=stream)
+            return convert_tree(result, src.name, device=adapter_device_of(src, x), stream=stream)
 
         wrapper: Callable[..., Any]
         if inspect.isasyncgenfunction(fn):
