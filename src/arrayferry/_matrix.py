@@ -10,7 +10,8 @@ negative stride, Fortran order, read-only, broadcast, big-endian, bfloat16, int6
 * the median time of ``convert`` and of the framework's own fastest call for that pair
   (``torch.from_numpy``, ``Tensor.numpy``, ``np.asarray``, ``jnp.asarray`` ...), or why the
   native call could not be timed: it raised, returned wrong values or a different dtype, handed
-  out a writable alias of read-only memory, or is known to abort the process (then it is not run).
+  out a writable alias of read-only memory or an immutable (JAX) array aliasing writable memory,
+  or is known to abort the process (then it is not run).
 
 Cases are built in NumPy and carried into the source framework with arrayferry itself, except
 where the framework has a direct constructor for the case (torch: ``expand`` for broadcasting,
@@ -463,6 +464,13 @@ def _native(row: Row, x: Any, src_info: Any, ref: Any, tgt: str, repeat: int) ->
         return
     if src_info.readonly and _pointer(out) is not None and _pointer(out) == _pointer(x) and _readonly_of(out) is False:
         row.native_status, row.native_note = "wrong", "unsafe: writable alias of read-only memory"
+        return
+    from ._registry import registry
+
+    if (registry().adapter_named(tgt).immutable and not src_info.readonly and src_info.size
+            and _pointer(out) is not None and _pointer(out) == _pointer(x)):
+        row.native_status, row.native_note = "wrong", (
+            f"unsafe: an immutable {tgt} array aliasing writable memory (a later write to the source changes it)")
         return
     row.native_status = "ok"
     if caught:
