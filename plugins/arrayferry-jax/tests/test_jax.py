@@ -570,23 +570,35 @@ from hypothesis import strategies as st  # noqa: E402
 
 @st.composite
 def _numpy_views(draw: st.DrawFn) -> np.ndarray:
-    """A view of a buffer placed at a chosen offset from a 64-byte boundary: permuted axes, steps
-    (negative too), length-1 axes, byte offsets, broadcasting, read-only or not."""
+    """A view of a buffer placed at a chosen offset from a 64-byte boundary, of one layout class
+    drawn evenly (C order, Fortran order, permuted axes, steps, negative steps, broadcast, byte
+    strides that are not a multiple of the itemsize), length-1 axes included, read-only or not."""
     dt = np.dtype(draw(st.sampled_from(["float32", "int16", "uint8", "complex64", "float64", "bool"])))
-    ndim = draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["C", "F", "permuted", "steps", "negative", "broadcast", "odd"]))
+    ndim = draw(st.integers(2 if kind in ("F", "permuted") else 1, 3))
     shape = [draw(st.integers(1, 4)) for _ in range(ndim)]
-    steps = [draw(st.sampled_from([1, 1, 2, -1])) for _ in range(ndim)]
     offset = draw(st.sampled_from([0, 64, dt.itemsize, 8, 16, 32, 48]))
+    steps = [1] * ndim
+    if kind == "steps":
+        steps = [draw(st.sampled_from([1, 2, 3])) for _ in range(ndim)]
+    elif kind == "negative":
+        steps = [draw(st.sampled_from([1, -1, -2])) for _ in range(ndim)]
     base_shape = tuple(n * abs(k) for n, k in zip(shape, steps, strict=True))
     base = buffer_at(base_shape, dt, offset)
     base[...] = np.arange(base.size).reshape(base_shape).astype(dt)
-    x = base[tuple(slice(None, None, k) for k in steps)].transpose(draw(st.permutations(list(range(ndim)))))
-    if dt.itemsize > 1 and draw(st.integers(0, 4)) == 0:  # strides in bytes, not a multiple of the itemsize
+    x = base[tuple(slice(None, None, k) for k in steps)]
+    if kind == "F":
+        x = buffer_at(tuple(reversed(shape)), dt, offset)
+        x[...] = np.arange(x.size).reshape(x.shape).astype(dt)
+        x = x.T  # Fortran order, starting at the chosen offset
+    elif kind == "permuted":
+        x = x.transpose(draw(st.permutations(list(range(ndim)))))
+    elif kind == "broadcast":
+        x = np.broadcast_to(x[:1], (3, *x.shape[1:]))
+    elif kind == "odd" and dt.itemsize > 1:
         raw = buffer_at((64 * dt.itemsize,), np.uint8, offset)
         x = np.lib.stride_tricks.as_strided(raw[: dt.itemsize].view(dt), shape=tuple(shape),
                                             strides=tuple(draw(st.integers(1, 3 * dt.itemsize)) for _ in shape))
-    if draw(st.booleans()):
-        x = np.broadcast_to(x[:1], (3, *x.shape[1:]))
     if x.flags.writeable and draw(st.booleans()):
         x.flags.writeable = False
     return x
@@ -596,7 +608,7 @@ def _shares(x: np.ndarray, y: Any) -> bool:
     return af.shares_memory(x, y)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(x=_numpy_views(), copy=st.sampled_from([None, False, True]))
 def test_plans_into_and_out_of_jax_are_honest(jax: Any, x: np.ndarray, copy: bool | None) -> None:
     """plan.zero_copy is exactly whether memory is shared, whatever the alignment and layout, into
