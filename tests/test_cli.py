@@ -224,15 +224,56 @@ def test_matrix_plot_writes_a_png(tmp_path: Path) -> None:
         (("matrix", "--repeat", "0"), "--repeat must be at least 1, got 0"),
         (("matrix", "--cases", "nosuch"), "unknown case(s) nosuch; known: contiguous"),
         (("matrix", "--frameworks", ","), "empty list ','"),
+        (("matrix", "--frameworks", "numpy"), "nothing to measure: the matrix compares pairs of frameworks, "
+                                              "and only numpy can be used here"),
+        (("matrix", "--frameworks", "numpy,torch", "--plot", "/nonexistent-folder/m.png"),
+         "--plot: the folder '/nonexistent-folder' does not exist"),
+        (("matrix", "--frameworks", "numpy,torch", "--plot", "/"), "--plot: '/' is a directory"),
+        (("matrix", "--frameworks", "numpy,torch", "--plot", "matrix.txt"), "the extension .txt, which matplotlib cannot write"),
     ],
 )
 def test_errors_exit_2_with_one_line(args: tuple[str, ...], expected: str) -> None:
+    if "--plot" in args:
+        pytest.importorskip("matplotlib")
     p = run_cli(*args)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("arrayferry: error: ")
     assert expected in lines[0]
-    assert "Traceback" not in p.stderr and p.stdout == ""
+    assert "Hint: " in lines[0]  # every error says what to do
+    assert "Traceback" not in p.stderr and p.stdout == ""  # and nothing was measured first
+
+
+def test_matrix_in_a_numpy_only_install_says_why_it_is_empty() -> None:
+    blocked = ["torch", "jax", "dask", "array_api_strict", "cupy"]
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from arrayferry.cli import main; "
+            "raise SystemExit(main(['matrix', '--repeat', '1']))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stdout + p.stderr
+    msg = p.stderr.strip()
+    assert msg.startswith("arrayferry: error: nothing to measure:") and "only numpy can be used here" in msg
+    assert "(skipped " in msg and "torch: import torch failed" in msg and "Hint: install a second framework" in msg
+
+
+def test_notes_are_cut_at_a_word_with_an_ellipsis() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from arrayferry.cli import _clip
+
+    @given(st.text(alphabet="ab ,:", max_size=300), st.integers(20, 200))
+    def check(text: str, width: int) -> None:
+        out = _clip(text, width)
+        assert len(out) <= width
+        if len(text) <= width:
+            assert out == text
+        else:
+            assert out.endswith("...") and text.startswith(out[:-3])
+
+    check()
+    long = "big-endian: jnp.asarray TypeError: Error interpreting argument to stage as a JAX value. " * 3
+    out = _clip(long, 160)
+    assert out.endswith("value...") or out.endswith("...") and long[len(out) - 3] == " "
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:
@@ -264,3 +305,17 @@ def test_python_dash_m_and_console_script_agree() -> None:
     p = subprocess.run([script, "info", "--json"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["arrayferry"] == arrayferry.__version__
+
+
+def test_matrix_cases_are_built_at_controlled_alignment() -> None:
+    """Zero-copy into some frameworks (JAX) depends on the address: every case is placed on a
+    64-byte boundary (the "unaligned" case 4 bytes past one), so runs give the same table."""
+    from arrayferry._matrix import CASES
+
+    for case in CASES:
+        if case.numpy is None:
+            continue
+        for _ in range(5):
+            x = case.numpy()
+            want = 4 if case.name == "unaligned" else 0
+            assert x.__array_interface__["data"][0] % 64 == want, case.name

@@ -329,3 +329,38 @@ def test_integers_never_narrow_without_dtype(src_fw: str, name: str) -> None:
         y = af.convert(x, to)
         assert dtype_name(y) == name
         assert_bitwise_equal(sample(name, (7,)), y)
+
+
+# -- strides that are not a multiple of the itemsize -------------------------------------------
+
+
+def _field() -> np.ndarray:
+    rec = np.zeros(5, dtype=[("i", "<i4"), ("c", "i1")])
+    rec["i"] = [1, -2, 3, 2**31 - 1, -(2**31)]
+    return rec["i"]  # strides (5,): not a multiple of 4
+
+
+def test_structured_field_into_torch_is_one_planned_copy() -> None:
+    z = _field()
+    p = af.plan(z, "torch")
+    assert not p.zero_copy and p.copies == 1, p.explain()
+    assert "not a multiple of its itemsize" in p.explain()
+    y = af.convert(z, "torch")
+    assert_bitwise_equal(np.array([1, -2, 3, 2**31 - 1, -(2**31)], dtype=np.int32), y)
+    with pytest.raises(af.CopyRequiredError) as ei:
+        af.convert(z, "torch", copy=False)
+    assert_error_layout(ei.value, "itemsize")
+    assert af.plan(z, "numpy").zero_copy  # NumPy holds byte strides as they are
+
+
+def test_odd_stride_on_length_one_axis_stays_zero_copy() -> None:
+    """A length-1 axis's stride is never used: torch aliases the memory, as DLPack would."""
+    base = np.arange(8, dtype=np.int32)
+    x = np.lib.stride_tricks.as_strided(base, shape=(1, 3), strides=(3, 4))  # odd stride, length 1
+    p = af.plan(x, "torch", copy=False)
+    assert p.zero_copy, p.explain()
+    y = af.convert(x, "torch", copy=False)
+    y[0, 1] = 99  # written through torch, read through NumPy
+    assert base[1] == 99
+    empty = np.lib.stride_tricks.as_strided(base, shape=(0, 3), strides=(4, 3))  # nothing to copy
+    assert af.convert(empty, "torch", copy=False).shape == (0, 3)

@@ -264,3 +264,82 @@ def test_function_runs_on_gpu_results_come_home() -> None:
 
     out = double(np.arange(3.0))
     assert isinstance(out, np.ndarray) and out.tolist() == [0.0, 2.0, 4.0]
+
+
+# -- async functions, generators and async generators --------------------------------------------
+
+
+def test_async_def_results_go_back_to_the_caller_framework() -> None:
+    import asyncio
+    import inspect
+
+    @af.accepts("torch")
+    async def double(x: Any) -> Any:
+        assert isinstance(x, torch.Tensor)
+        await asyncio.sleep(0)
+        return {"y": x * 2, "n": 3}
+
+    assert inspect.iscoroutinefunction(double) and double.__name__ == "double"
+    out = asyncio.run(double(np.array([1.5, -0.0])))
+    assert isinstance(out["y"], np.ndarray) and out["y"].tolist() == [3.0, -0.0] and out["n"] == 3
+    with pytest.raises(af.MixedFrameworksError):
+        asyncio.run(_mixed_sum())
+
+
+async def _mixed_sum() -> Any:
+    @af.accepts("torch")
+    async def two(a: Any, b: Any) -> Any:
+        return a + b
+
+    return await two(np.ones(2), torch.ones(2))
+
+
+def test_async_generator_yields_in_the_caller_framework_and_forwards_asend_and_athrow() -> None:
+    import asyncio
+    import inspect
+
+    seen: list[Any] = []
+
+    @af.accepts("torch")
+    async def running_sum(x: Any) -> Any:
+        total = x * 0
+        while True:
+            try:
+                step = yield total
+            except ValueError:
+                total = x * 0  # reset
+                continue
+            seen.append(step)
+            total = total + x * (step or 1)
+
+    assert inspect.isasyncgenfunction(running_sum)
+
+    async def main() -> list[Any]:
+        g = running_sum(np.array([1.0, 2.0]))
+        out = [await g.__anext__(), await g.asend(2), await g.asend(3), await g.athrow(ValueError())]
+        await g.aclose()
+        return out
+
+    out = asyncio.run(main())
+    assert all(isinstance(v, np.ndarray) for v in out)
+    assert [v.tolist() for v in out] == [[0.0, 0.0], [2.0, 4.0], [5.0, 10.0], [0.0, 0.0]]
+    assert seen == [2, 3]
+
+
+def test_generator_yields_and_returns_in_the_caller_framework() -> None:
+    import inspect
+
+    @af.accepts("torch")
+    def gen(x: Any) -> Any:
+        got = yield x + 1
+        yield x * got
+        return x - 1
+
+    assert inspect.isgeneratorfunction(gen)
+    g = gen(np.array([1.0]))
+    first = next(g)
+    second = g.send(4)
+    with pytest.raises(StopIteration) as stop:
+        next(g)
+    assert all(isinstance(v, np.ndarray) for v in (first, second, stop.value.value))
+    assert (first.tolist(), second.tolist(), stop.value.value.tolist()) == ([2.0], [4.0], [0.0])

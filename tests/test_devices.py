@@ -260,6 +260,27 @@ def test_export_dlpack_cpu_producer_never_gets_a_stream(smv: Any) -> None:
     assert np.shares_memory(back, host)
 
 
+def _host_producers() -> list[Any]:
+    out = [pytest.param(lambda: np.arange(6, dtype=np.int32), id="numpy")]
+    out.append(pytest.param(lambda: __import__("torch").arange(6, dtype=__import__("torch").int32), id="torch-cpu",
+                            marks=needs_torch))
+    return out
+
+
+@pytest.mark.parametrize("make", _host_producers())
+@pytest.mark.parametrize("bound", [None, 3])
+@pytest.mark.parametrize("asked", [None, 1, 2, -1, 0x77])
+def test_export_dlpack_host_producers_never_get_a_consumer_stream(make: Any, bound: int | None, asked: int | None) -> None:
+    """A consumer asking a host producer for a stream (what a CUDA consumer does by default) gets
+    the capsule: the stream is dropped, not handed to torch (AssertionError) or NumPy (RuntimeError)."""
+    x = make()
+    exp = export_dlpack(x, stream=bound)
+    capsule = exp.__dlpack__(stream=asked)
+    assert type(capsule).__name__ == "PyCapsule"
+    back = np.from_dlpack(export_dlpack(x, stream=bound))
+    assert back.tolist() == list(range(6))
+
+
 @needs_torch
 def test_export_dlpack_prepares_torch_states() -> None:
     import torch

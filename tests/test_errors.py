@@ -42,7 +42,7 @@ _UNCONVERTIBLE: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, .
     # id, builder, error class, words in the message, targets
     ("torch-sparse-coo", lambda: torch.eye(3).to_sparse(), af.UnsupportedArrayError, ("sparse_coo", "to_dense"), ("numpy", "torch")),
     ("torch-sparse-csr", lambda: torch.eye(3).to_sparse_csr(), af.UnsupportedArrayError, ("sparse_csr", "to_dense"), ("numpy", "torch")),
-    ("torch-meta", lambda: torch.empty(3, device="meta"), af.DeviceError, ("meta", "no data"), ("numpy", "torch")),
+    ("torch-meta", lambda: torch.empty(3, device="meta"), af.DeviceError, ("meta", "no data"), ("numpy",)),
     ("np-masked", lambda: np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]), af.UnsupportedArrayError,
      ("masked", "mask", "filled"), ("numpy", "torch")),
     ("np-masked-nomask", lambda: np.ma.masked_array([1.0, 2.0]), af.UnsupportedArrayError, ("masked",), ("torch",)),
@@ -71,6 +71,27 @@ def test_unconvertible_arrays_raise_typed_errors(
                 fn(x, to, copy=copy_policy)
             assert type(ei.value) is cls  # the most specific class, not a subclass of something else
             assert_error_layout(ei.value, *words)
+
+
+@pytest.mark.parametrize("copy_policy", [None, False, True])
+@pytest.mark.parametrize("dtype", [None, "float64", "int32"])
+def test_meta_tensor_into_torch_on_meta_is_torchs_own_business(copy_policy: bool | None, dtype: str | None) -> None:
+    """torch -> torch on the meta device moves nothing: identity, copy and cast are torch's own."""
+    m = torch.empty(3, 4, device="meta")
+    if copy_policy is False and dtype is not None:  # a cast is a copy, even of nothing
+        with pytest.raises(af.CopyRequiredError):
+            af.convert(m, "torch", copy=False, dtype=dtype)
+        return
+    p = af.plan(m, "torch", copy=copy_policy, dtype=dtype)
+    assert p.route == "native"
+    out = af.convert(m, "torch", copy=copy_policy, dtype=dtype)
+    assert out.is_meta and out.shape == (3, 4)
+    assert out.dtype == (getattr(torch, dtype) if dtype else torch.float32)
+    assert (out is m) is (copy_policy is not True and dtype is None)
+    for dev in ("meta", torch.device("meta")):
+        assert af.convert(m, "torch", device=dev).is_meta
+    with pytest.raises(af.DeviceError, match="meta"):  # leaving meta needs data it does not have
+        af.convert(m, "torch", device="cpu")
 
 
 def test_masked_array_mask_is_never_dropped() -> None:
@@ -240,3 +261,134 @@ def test_missing_ml_dtypes_gives_unsupported_dtype_error_with_hint() -> None:
         assert msg.strip().splitlines()[-1].startswith("Hint: pip install ml_dtypes"), msg
     # torch alone, and torch's own cast, need no ml_dtypes
     assert out["torch-to-torch"] == ["ok", "torch.bfloat16"]
+
+
+# -- running out of memory is not a bug ---------------------------------------------------------
+
+_HUGE = 2**41  # elements: 16 TiB as float64, refused by the allocator at once (nothing is written)
+
+
+def _huge_numpy() -> np.ndarray:
+    return np.broadcast_to(np.float64(1.5), (_HUGE,))  # 8 bytes of real memory
+
+
+def _through(kind: str, x: Any, to: str) -> Any:
+    if kind == "convert":
+        return af.convert(x, to, copy=True)
+    if kind == "plan":
+        return af.plan(x, to, copy=True).execute(x)
+    if kind == "tree":
+        return af.convert_tree({"a": [x]}, to, copy=True)
+    return af.accepts(to, copy=True)(lambda a: a)(x)
+
+
+@pytest.mark.parametrize("kind", ["convert", "plan", "tree", "accepts"])
+@pytest.mark.parametrize("to", ["numpy", "torch"])
+def test_out_of_memory_stays_a_memory_error_with_the_route_as_a_note(kind: str, to: str) -> None:
+    x = _huge_numpy()
+    with pytest.raises(MemoryError) as ei:
+        _through(kind, x, to)
+    assert not isinstance(ei.value, af.ArrayFerryError)
+    notes = getattr(ei.value, "__notes__", [])
+    assert notes and notes[0].startswith("arrayferry: raised while converting numpy float64"), notes
+    assert len(notes) == (2 if kind == "tree" else 1), notes  # convert_tree adds the leaf's path
+    assert f"to {to} on cpu by the" in notes[0] and "route (steps:" in notes[0]
+    assert "bug" not in str(ei.value) + notes[0]
+
+
+def test_torch_allocator_failure_passes_through_with_a_note() -> None:
+    t = torch.ones(1).expand(_HUGE)  # torch's own allocator refuses the clone
+    with pytest.raises(RuntimeError, match="allocate memory") as ei:
+        af.convert(t, "torch", copy=True)
+    assert not isinstance(ei.value, af.ArrayFerryError)
+    assert "by the native route" in ei.value.__notes__[0]
+
+
+def test_resource_error_classification() -> None:
+    from arrayferry._plan import is_resource_error
+
+    assert is_resource_error(MemoryError())
+    assert is_resource_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_resource_error(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes"))
+    assert not is_resource_error(RuntimeError("given numpy array strides not a multiple of the element byte size"))
+    assert not is_resource_error(ValueError("out of memory"))
+    cupy = pytest.importorskip("cupy")
+    assert is_resource_error(cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0))
+
+
+# -- every error ends with a Hint line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: af.Device("cuda", -1),
+        lambda: af.Device("", None),
+        lambda: af.Device(3),  # type: ignore[arg-type]
+        lambda: af.Device("cuda", True),  # type: ignore[arg-type]
+        lambda: af.Device("cuda", 1.0),  # type: ignore[arg-type]
+        lambda: af.Device.from_dlpack((99, 0)),
+        lambda: af.Device.from_dlpack(("cuda", 0)),  # type: ignore[arg-type]
+        lambda: af.Device.from_dlpack(()),  # type: ignore[arg-type]
+        lambda: af.Device("vulkan2").dlpack,
+        lambda: af.Device.parse("cuda:x"),
+        lambda: af.Device.parse(object()),
+    ],
+    ids=["negative-index", "empty-type", "int-type", "bool-index", "float-index", "dlpack-99", "dlpack-str",
+         "dlpack-empty", "no-dlpack-code", "parse-bad-string", "parse-object"],
+)
+def test_device_errors_end_with_a_hint(call: Callable[[], Any]) -> None:
+    with pytest.raises(af.DeviceError) as ei:
+        call()
+    assert_error_layout(ei.value)
+
+
+def test_every_message_arrayferry_builds_has_a_hint() -> None:
+    """Static check over the core and the plugins: every call of the message builders
+    (``format_message``, the plugins' ``_msg``/``_message``) passes a hint."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    files = [*(root / "src" / "arrayferry").rglob("*.py"), *(root / "plugins").glob("*/src/**/*.py")]
+    missing = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name in ("format_message", "_msg", "_message") and len(node.args) < 3 and not any(
+                    k.arg == "hint" for k in node.keywords
+                ):
+                    missing.append(f"{f.relative_to(root)}:{node.lineno}")
+    assert not missing, f"messages without a hint: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("obj", "first"),
+    [
+        ([1.0, -0.0], "x is a list, not an array: numpy.asarray(x)"),
+        ((1, 2), "x is a tuple, not an array: numpy.asarray(x)"),
+        (3, "x is a Python int, not an array: numpy.asarray(x)"),
+        (2.5, "x is a Python float"),
+        (True, "x is a Python bool"),
+        (1j, "x is a Python complex"),
+        (np.float64(-0.0), "x is a NumPy scalar (numpy.float64), not an array: numpy.asarray(x)"),
+        (np.int8(-3), "x is a NumPy scalar (numpy.int8)"),
+        (np.bool_(True), "x is a NumPy scalar (numpy.bool"),
+        (np.complex64(1j), "x is a NumPy scalar (numpy.complex64)"),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, str) else "",
+)
+def test_lists_and_scalars_get_the_right_first_hint(obj: Any, first: str) -> None:
+    """Not 'pip install a plugin' (which cannot help), but what does: numpy.asarray, which works."""
+    for call in (lambda: af.convert(obj, "torch"), lambda: af.plan(obj, "numpy"), lambda: af.device_of(obj)):
+        with pytest.raises(af.UnknownFrameworkError) as ei:
+            call()
+        hint = str(ei.value).splitlines()[-1]
+        assert hint.startswith("Hint: " + first), hint
+        assert "pip install" not in hint
+    t = af.convert(np.asarray(obj), "torch")  # the hint's advice, followed
+    assert t.tolist() == np.asarray(obj).tolist()
+    if isinstance(obj, (list, tuple)):
+        nested = af.convert_tree([np.asarray(obj)], "torch")
+        assert isinstance(nested[0], torch.Tensor)

@@ -136,3 +136,85 @@ def test_torch_source(tr: tuple[Any, np.ndarray], to: str, copy: bool | None) ->
     if t.numel():
         assert shares_memory(t, y) is p.zero_copy, p.explain()
     assert_bitwise_equal(ref, af.convert(y, "torch"))
+
+
+@st.composite
+def byte_strided_arrays(draw: st.DrawFn) -> np.ndarray:
+    """An ``as_strided`` view of a random byte buffer: any strides in bytes (multiples of the
+    itemsize or not, zero, on length-1 axes too) and any byte offset, as a structured array's
+    field or a hand-made view has them."""
+    name = draw(st.sampled_from([n for n in ALL_DTYPES if n not in ML_DTYPES]))
+    dt = np_dtype(name)
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(0, 4)) for _ in range(ndim))
+    strides = tuple(draw(st.integers(0, 3 * dt.itemsize + 3)) for _ in range(ndim))
+    offset = draw(st.integers(0, 7))
+    extent = sum((n - 1) * s for n, s in zip(shape, strides, strict=True)) if all(shape) else 0
+    buf = np.empty(offset + extent + dt.itemsize, dtype=np.uint8)
+    _random_fill(buf, draw(st.integers(0, 2**32 - 1)), name == "bool")
+    x = np.lib.stride_tricks.as_strided(buf[offset:offset + dt.itemsize].view(dt), shape=shape, strides=strides)
+    if draw(st.booleans()):
+        x.setflags(write=False)
+    return x
+
+
+def _torch_can_hold(x: np.ndarray) -> bool:
+    """Whether torch can alias ``x`` (stated without arrayferry): strides count elements in torch."""
+    live = [s for s, n in zip(x.strides, x.shape, strict=True) if n > 1]
+    return _torch_can_alias(x) and not any(s % x.dtype.itemsize for s in live)
+
+
+@SETTINGS
+@given(x=byte_strided_arrays(), to=st.sampled_from(["numpy", "torch"]), copy=POLICIES)
+def test_byte_strides(x: np.ndarray, to: str, copy: bool | None) -> None:
+    """Strides that are not a multiple of the itemsize: one planned copy where the target cannot
+    hold them, CopyRequiredError under copy=False, zero-copy where only length-1 axes have them;
+    never a raw error."""
+    ref = numpy_bits(x)
+    can_alias = to == "numpy" or _torch_can_hold(x)
+    if copy is False and not can_alias and x.size:
+        with pytest.raises(af.CopyRequiredError):
+            af.convert(x, to, copy=False)
+        return
+    try:
+        p = af.plan(x, to, copy=copy)
+    except af.CopyRequiredError:
+        assert copy is False and x.size == 0
+        return
+    y = af.convert(x, to, copy=copy)
+    assert_bitwise_equal(ref, y)
+    if x.size:
+        assert p.zero_copy is (copy is not True and can_alias), p.explain()
+        assert shares_memory(x, y) is p.zero_copy, p.explain()
+        assert p.copies <= 1, p.explain()
+    assert_bitwise_equal(ref, af.convert(y, "numpy"))
+
+
+def _usable_targets() -> list[str]:
+    """Installed host frameworks, found without importing any (JAX is left to its plugin's tests:
+    importing it here, before the plugin's conftest sets XLA_FLAGS, would cost those tests their
+    four host devices; CuPy needs a GPU)."""
+    return [f.name for f in af.frameworks() if f.installed and f.name not in ("jax", "cupy")]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=byte_strided_arrays(), to=st.sampled_from(_usable_targets()), copy=POLICIES)
+def test_byte_strides_into_every_installed_framework(x: np.ndarray, to: str, copy: bool | None) -> None:
+    """Any installed target (plugins too): right values, copy=False either aliases or raises
+    CopyRequiredError, and plan.zero_copy is exactly whether memory is shared; never a raw error."""
+    import warnings
+
+    ref = numpy_bits(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", af.LossyConversionWarning)
+        try:
+            p = af.plan(x, to, copy=copy)
+        except (af.CopyRequiredError, af.UnsupportedDTypeError, af.LossyConversionError) as exc:
+            assert not isinstance(exc, af.CopyRequiredError) or copy is False
+            return
+        y = af.convert(x, to, copy=copy)
+    back = af.convert(y, "numpy")
+    if p.dtype == x.dtype.name or (p.dtype == str(x.dtype.newbyteorder("="))):
+        assert_bitwise_equal(ref, back)
+    if x.size and to != "dask":  # dask results are graphs, compared chunk by chunk elsewhere
+        assert af.shares_memory(x, y) is p.zero_copy, p.explain()

@@ -38,6 +38,10 @@ def identity(x: Any) -> Any:
 
 CPU = Device("cpu")
 
+_NO_FLAGS: frozenset[str] = frozenset()
+_ODD = frozenset({"odd_strides"})
+_ODD_UNIT = frozenset({"odd_unit_strides"})
+
 #: Layout classes, from most to least convenient.
 LAYOUTS = ("contiguous", "fortran", "strided", "broadcast", "negative")
 
@@ -49,7 +53,11 @@ class ArrayInfo:
     ``layout`` is one of ``"contiguous"`` (C order), ``"fortran"``, ``"strided"`` (positive
     strides, gaps), ``"broadcast"`` (some stride 0), ``"negative"`` (some stride < 0).
     ``flags`` holds framework states that a route must resolve: ``"requires_grad"``,
-    ``"conj"``, ``"neg"``. ``problem`` is set when the array cannot leave its framework at all
+    ``"conj"``, ``"neg"``; and two memory facts (see :meth:`Adapter.stride_flags`):
+    ``"odd_strides"`` (an axis longer than 1 has a stride that is not a multiple of the itemsize:
+    DLPack cannot express it and only NumPy-backed arrays can hold it, so other targets need a
+    copy) and ``"odd_unit_strides"`` (only length-1 axes, or axes of an empty array, have such strides: harmless, but an
+    importer that checks every stride, such as ``torch.from_numpy``, must normalise them first). ``problem`` is set when the array cannot leave its framework at all
     (sparse, masked, meta ...): ``(error class, message)``.
     """
 
@@ -132,6 +140,16 @@ class Adapter:
     install_hint: str | None = None
     #: True when a zero-copy result can be made read-only or the framework never writes in place.
     readonly_capable: bool = False
+    #: True when the framework's arrays are immutable by contract (JAX): an array aliasing memory
+    #: that something else may write would change under it (undefined behaviour for JAX). With
+    #: ``copy=None`` the planner then copies writable memory instead of aliasing it; read-only
+    #: memory is still aliased, and ``copy=False`` aliases writable memory on the caller's word
+    #: (the plan says so in its notes).
+    immutable: bool = False
+    #: True when the framework holds every NumPy dtype (datetime, string, object, structured ...)
+    #: on the host, as NumPy and Dask do: such arrays may then cross the host route between two
+    #: frameworks that both say so (the others hold the numeric dtypes only).
+    numpy_dtypes: bool = False
     #: Routes this adapter can take part in.
     host_export: bool = True
     host_import: bool = True
@@ -393,6 +411,24 @@ class Adapter:
         raise NotImplementedError
 
     # -- helpers for subclasses --------------------------------------------------------------
+    @staticmethod
+    def stride_flags(strides: tuple[int, ...], shape: tuple[int, ...], itemsize: int) -> frozenset[str]:
+        """``{"odd_strides"}``, ``{"odd_unit_strides"}`` or nothing, from byte strides (see :class:`ArrayInfo`).
+
+        A structured array's field (``a["i"]`` of ``[("i", "<i4"), ("c", "i1")]``, strides ``(5,)``)
+        or an ``as_strided`` view can have strides that are not a multiple of the itemsize.
+        """
+        if itemsize <= 1:
+            return _NO_FLAGS
+        odd_unit = False
+        empty = 0 in shape  # no stride of an empty array is ever used
+        for s, n in zip(strides, shape, strict=True):
+            if s % itemsize:
+                if n > 1 and not empty:
+                    return _ODD
+                odd_unit = True
+        return _ODD_UNIT if odd_unit else _NO_FLAGS
+
     @staticmethod
     def numpy_layout(strides: tuple[int, ...], shape: tuple[int, ...], c: bool, f: bool) -> str:
         """Layout class of a strided array (see :class:`ArrayInfo`)."""

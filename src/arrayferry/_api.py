@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from ._adapter import Adapter
 from ._device import Device
 from ._errors import ArrayFerryError, UnknownFrameworkError, format_message
-from ._plan import _NOTHING, Plan, Template, build_template, failure, run_template
+from ._plan import _NOTHING, Plan, Template, build_template, failure, raise_failure, run_template
 from ._registry import registry
 
 if TYPE_CHECKING:  # typing only: convert's overloads name each framework's array type
@@ -54,12 +54,31 @@ def _source_adapter(x: Any) -> Adapter:
                 f"No registered framework owns objects of type {tp.__module__}.{tp.__qualname__}.",
                 [f"registered frameworks: {', '.join(sorted(reg.adapters)) or 'none'}",
                  f"protocols the object offers: {', '.join(protocols) or 'none'}"],
-                hint="install or register the plugin for its framework (pip install 'arrayferry[jax]', ...), "
-                "or convert lists and scalars with numpy.asarray first",
+                hint=_unknown_hint(x),
             )
         )
     _TYPES[type(x)] = a
     return a
+
+
+def _unknown_hint(x: Any) -> str:
+    """The first thing to try for an object no framework owns: lists and scalars are not arrays
+    of a missing plugin, so installing one would not help them."""
+    import sys
+
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(x, np.generic):
+        return (f"x is a NumPy scalar ({type(x).__module__}.{type(x).__qualname__}), not an array: "
+                "numpy.asarray(x) makes a 0-d array of it")
+    if isinstance(x, (bool, int, float, complex)):
+        return f"x is a Python {type(x).__name__}, not an array: numpy.asarray(x) makes a 0-d array of it"
+    if isinstance(x, (list, tuple)):
+        return (f"x is a {type(x).__name__}, not an array: numpy.asarray(x) makes one array of it, and "
+                "arrayferry.convert_tree(x, to) converts the arrays inside it")
+    if isinstance(x, dict):
+        return "x is a dict, not an array: arrayferry.convert_tree(x, to) converts the arrays inside it"
+    return ("install or register the plugin for its framework (pip install 'arrayferry[jax]', ...), "
+            "or convert it to a NumPy array first (numpy.asarray(x))")
 
 
 def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None,
@@ -127,8 +146,8 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         return ent(x)
     except ArrayFerryError:
         raise
-    except Exception as exc:  # foreign errors become an ArrayFerryError naming the route
-        raise failed(key, exc, x) from exc
+    except Exception as exc:  # foreign errors: see _plan.failure
+        raise_failed(key, exc, x)
 
 
 def failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
@@ -138,6 +157,14 @@ def failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
     if t is None:
         return exc
     return failure(t, exc, x)
+
+
+def raise_failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> NoReturn:
+    """Raise :func:`failed`'s error (``exc`` itself, unchained, when it passes through)."""
+    err = failed(key, exc, x)
+    if err is exc:
+        raise exc
+    raise err from exc
 
 
 def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None,
@@ -157,7 +184,7 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
             except ArrayFerryError:
                 raise
             except Exception as exc:
-                raise failure(t, exc, y) from exc
+                raise_failure(t, exc, y)
 
         ent = refined
     else:
@@ -226,9 +253,39 @@ def framework_of(x: Any) -> str | None:
 
 
 def device_of(x: Any) -> Device:
-    """The :class:`Device` ``x`` lives on (``str()`` gives ``"cpu"``, ``"cuda:1"``, ...)."""
+    """The :class:`Device` ``x`` lives on (``str()`` gives ``"cpu"``, ``"cuda:1"``, ...).
+
+    :raises UnsupportedArrayError: ``x`` has no device (a traced JAX value, a deleted array): the
+        same error :func:`convert` raises for it.
+    """
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    return src.device_of(x)
+    return adapter_device_of(src, x)
+
+
+def adapter_device_of(src: Adapter, x: Any) -> Device:
+    """``src.device_of(x)``; a foreign error becomes the array's problem (as ``convert`` words it)
+    or an :class:`UnsupportedArrayError`, never a framework's own exception."""
+    try:
+        return src.device_of(x)
+    except ArrayFerryError:
+        raise
+    except Exception as exc:
+        try:
+            problem = src.describe(x).problem
+        except Exception:
+            problem = None
+        if problem is not None:
+            cls, msg = problem
+            raise cls(msg) from exc
+        from ._errors import UnsupportedArrayError
+
+        raise UnsupportedArrayError(
+            format_message(
+                f"Cannot tell which device a {src.name} array ({type(x).__qualname__}) lives on.",
+                [f"{src.name}'s adapter raised {type(exc).__name__}: {exc}"],
+                hint="convert or inspect the array where it has data (outside a traced function, before deleting it)",
+            )
+        ) from exc
 
 
 @dataclass(frozen=True)

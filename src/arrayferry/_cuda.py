@@ -226,9 +226,8 @@ def cupy_stream(device_index: int | None) -> Any:
 class DLPackExport:
     """A DLPack producer wrapping ``obj``: the consumer's ``stream`` is replaced by a bound stream.
 
-    With ``stream=None`` the consumer's own stream request is passed through unchanged. The bound
-    stream is only forwarded to producers on CUDA/ROCm devices (CPU producers must get
-    ``stream=None``). Other keyword arguments (``max_version``, ``dl_device``, ``copy``) are
+    With ``stream=None`` the consumer's own stream request is passed through. Either stream is only
+    forwarded to producers on CUDA/ROCm devices: host producers always get ``stream=None``. Other keyword arguments (``max_version``, ``dl_device``, ``copy``) are
     forwarded when the consumer gives them.
     """
 
@@ -243,11 +242,11 @@ class DLPackExport:
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None, copy: Any = None) -> Any:
         kw: dict[str, Any] = {}
-        if self.stream is not None:
-            if int(self.obj.__dlpack_device__()[0]) in _STREAMED_DEVICE_TYPES:
-                kw["stream"] = self.stream
-        elif stream is not None:
-            kw["stream"] = stream
+        want = stream if self.stream is None else self.stream
+        # host producers are never sent a stream: the DLPack standard says stream must be None for
+        # CPU memory (torch asserts it, NumPy raises RuntimeError), whoever asked for one
+        if want is not None and int(self.obj.__dlpack_device__()[0]) in _STREAMED_DEVICE_TYPES:
+            kw["stream"] = want
         if max_version is not None:
             kw["max_version"] = max_version
         if dl_device is not None:

@@ -131,7 +131,10 @@ def accepts(
     :param convert_results: set ``False`` to return results in ``framework`` as they are.
 
     The wrapper keeps the function's name, docstring and signature (``functools.wraps`` and
-    ``__signature__``), and works on methods (``self`` is never converted).
+    ``__signature__``), and works on methods (``self`` is never converted). Coroutine functions
+    (``async def``) get a coroutine-function wrapper whose awaited result is converted back;
+    generator and async generator functions get a generator of the same kind that converts
+    every yielded value back (``send``/``throw``/``athrow`` are forwarded).
     """
     if mixed not in _MIXED:
         raise ArrayFerryError(format_message(
@@ -163,8 +166,8 @@ def accepts(
         wants_ns = namespace_arg in sig.parameters
         target = framework if isinstance(framework, str) else framework.__name__
 
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> Any:
+        def enter(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[inspect.BoundArguments, Any]:
+            """Convert the arguments; return them bound, and the caller's (adapter, array) or None."""
             from ._api import _TYPES, _source_adapter
             from ._tree import convert_tree
 
@@ -207,13 +210,83 @@ def accepts(
                             first_converted = leaves[0]
             if wants_ns and namespace_arg not in arguments:
                 arguments[namespace_arg] = namespace_for(target, first_converted)
-            result = fn(*bound.args, **bound.kwargs)
+            return bound, caller
+
+        def back(result: Any, caller: Any) -> Any:
             if caller is None or not convert_results:
                 return result
-            src, x = caller
-            return convert_tree(result, src.name, device=src.device_of(x), stream=stream)
+            from ._api import adapter_device_of
+            from ._tree import convert_tree
 
-        wrapper.__signature__ = sig  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+            src, x = caller
+            return convert_tree(result, src.name, device=adapter_device_of(src, x), stream=stream)
+
+        wrapper: Callable[..., Any]
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def agen_wrapper(*a: Any, **kw: Any) -> Any:
+                bound, caller = enter(a, kw)
+                agen = fn(*bound.args, **bound.kwargs)
+                try:
+                    value = await agen.__anext__()
+                    while True:
+                        try:
+                            sent = yield back(value, caller)
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:  # noqa: BLE001 - forwarded to the generator
+                            value = await agen.athrow(exc)
+                        else:
+                            value = await agen.asend(sent)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    await agen.aclose()
+
+            wrapper = agen_wrapper
+        elif inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*a: Any, **kw: Any) -> Any:
+                bound, caller = enter(a, kw)
+                return back(await fn(*bound.args, **bound.kwargs), caller)
+
+            wrapper = async_wrapper
+        elif inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*a: Any, **kw: Any) -> Any:
+                bound, caller = enter(a, kw)
+                gen = fn(*bound.args, **bound.kwargs)
+                try:
+                    value = next(gen)
+                    while True:
+                        try:
+                            sent = yield back(value, caller)
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:  # noqa: BLE001 - forwarded to the generator
+                            value = gen.throw(exc)
+                        else:
+                            value = gen.send(sent)
+                except StopIteration as stop:
+                    return back(stop.value, caller)
+                finally:
+                    gen.close()
+
+            wrapper = gen_wrapper
+        else:
+
+            @functools.wraps(fn)
+            def sync_wrapper(*a: Any, **kw: Any) -> Any:
+                bound, caller = enter(a, kw)
+                return back(fn(*bound.args, **bound.kwargs), caller)
+
+            wrapper = sync_wrapper
+
+        out: Any = wrapper
+        out.__signature__ = sig
+        return out  # type: ignore[no-any-return]
 
     return decorate

@@ -38,12 +38,14 @@ class Device:
 
     def __init__(self, type: str, index: int | None = None) -> None:
         if not isinstance(type, str) or not type:
-            raise DeviceError(format_message(f"Device type must be a non-empty string, got {type!r}."))
+            raise DeviceError(format_message(
+                f"Device type must be a non-empty string, got {type!r}.",
+                hint='write Device("cpu"), Device("cuda", 1), or parse a string with Device.parse("cuda:1")'))
         if index is not None:
             if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-                raise DeviceError(
-                    format_message(f"Device index must be a non-negative int, got {index!r}.")
-                )
+                raise DeviceError(format_message(
+                    f"Device index must be a non-negative int, got {index!r}.",
+                    hint=f"use an index 0, 1, ..., or None for the default {type} device (Device({type!r}))"))
         if type == "cpu" and index == 0:
             index = None
         object.__setattr__(self, "_type", type)
@@ -72,16 +74,27 @@ class Device:
         """The ``(device_type, device_id)`` pair DLPack uses."""
         code = _DLPACK_CODES.get(self._type)
         if code is None:
-            raise DeviceError(format_message(f"Device {self} has no DLPack device code."))
+            raise DeviceError(format_message(
+                f"Device {self} has no DLPack device code.",
+                [f"DLPack device types: {', '.join(sorted(_DLPACK_CODES))}"],
+                hint="only devices DLPack names can travel through DLPack; convert through the host instead"))
         return code, self._index or 0
 
     @classmethod
     def from_dlpack(cls, pair: tuple[int, int]) -> Device:
         """Build a device from ``__dlpack_device__()``'s ``(device_type, device_id)``."""
-        code, idx = int(pair[0]), int(pair[1])
+        try:
+            code, idx = int(pair[0]), int(pair[1])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise DeviceError(format_message(
+                f"A DLPack device is a pair of integers (device_type, device_id); got {pair!r}.",
+                hint="pass what __dlpack_device__() returns, e.g. Device.from_dlpack((1, 0)) for the CPU")) from exc
         name = DLPACK_DEVICE_TYPES.get(code)
         if name is None:
-            raise DeviceError(format_message(f"Unknown DLPack device type {code} (device id {idx})."))
+            raise DeviceError(format_message(
+                f"Unknown DLPack device type {code} (device id {idx}).",
+                [f"known DLPack device types: {', '.join(f'{k} ({v})' for k, v in DLPACK_DEVICE_TYPES.items())}"],
+                hint="pass the pair __dlpack_device__() returns, e.g. Device.from_dlpack((2, 0)) for cuda:0"))
         return cls(name, idx if name != "cpu" else None)
 
     @classmethod

@@ -10,7 +10,8 @@ negative stride, Fortran order, read-only, broadcast, big-endian, bfloat16, int6
 * the median time of ``convert`` and of the framework's own fastest call for that pair
   (``torch.from_numpy``, ``Tensor.numpy``, ``np.asarray``, ``jnp.asarray`` ...), or why the
   native call could not be timed: it raised, returned wrong values or a different dtype, handed
-  out a writable alias of read-only memory, or is known to abort the process (then it is not run).
+  out a writable alias of read-only memory or an immutable (JAX) array aliasing writable memory,
+  or is known to abort the process (then it is not run).
 
 Cases are built in NumPy and carried into the source framework with arrayferry itself, except
 where the framework has a direct constructor for the case (torch: ``expand`` for broadcasting,
@@ -68,11 +69,21 @@ def _torch() -> Any:
     return torch
 
 
-def _base(dtype: str = "float32") -> Any:
+def _base(dtype: str = "float32", offset: int = 0) -> Any:
+    """The (64, 64) case data, placed ``offset`` bytes past a 64-byte boundary.
+
+    Placement is controlled because some zero-copy routes depend on it (JAX aliases host memory
+    only at 64-byte alignment): the same versions must give the same table on every run.
+    """
     np = _np()
     a = np.arange(_N * _N, dtype=np.float64).reshape(_N, _N) - 100.5
     a[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
-    return a.astype(dtype)
+    a = a.astype(dtype)
+    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _readonly() -> Any:
@@ -84,7 +95,17 @@ def _readonly() -> Any:
 def _bf16() -> Any:
     import ml_dtypes
 
-    return _base().astype(ml_dtypes.bfloat16)
+    return _aligned_copy(_base().astype(ml_dtypes.bfloat16))
+
+
+def _aligned_copy(a: Any) -> Any:
+    """``a`` copied to a 64-byte boundary (see ``_base``)."""
+    np = _np()
+    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _torch_base(dtype: str = "float32") -> Any:
@@ -99,7 +120,7 @@ CASES: tuple[Case, ...] = (
          lambda i: i.layout == "strided"),
     Case("negative", "negative stride, x[::-1]", lambda: _base()[::-1],
          lambda i: i.layout == "negative"),
-    Case("fortran", "Fortran order, np.asfortranarray(x) / t.T", lambda: _np().asfortranarray(_base()),
+    Case("fortran", "Fortran order, x.T / t.T", lambda: _base().T,
          lambda i: i.layout in ("fortran", "strided"),
          native={"torch": lambda: _torch_base().T}),
     Case("readonly", "read-only memory (writeable=False)", _readonly, lambda i: i.readonly),
@@ -107,11 +128,13 @@ CASES: tuple[Case, ...] = (
          lambda: _np().broadcast_to(_base()[0], (_N, _N)),
          lambda i: i.layout in ("broadcast", "strided"),
          native={"torch": lambda: _torch_base()[0].expand(_N, _N)}),
+    Case("unaligned", "C-contiguous float32, 4 bytes past a 64-byte boundary", lambda: _base(offset=4),
+         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
     Case("big-endian", "big-endian float32 ('>f4')", lambda: _base(">f4"), lambda i: i.byteorder != "="),
     Case("bfloat16", "bfloat16 (ml_dtypes in NumPy)", _bf16, lambda i: i.dtype == "bfloat16"),
-    Case("int64", "C-contiguous int64", lambda: _np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1),
+    Case("int64", "C-contiguous int64", lambda: _aligned_copy(_np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1)),
          lambda i: i.dtype == "int64"),
-    Case("0-d", "0-d float64 array", lambda: _np().array(-0.0), lambda i: i.shape == ()),
+    Case("0-d", "0-d float64 array", lambda: _aligned_copy(_np().array(-0.0)), lambda i: i.shape == ()),
     Case("requires_grad", "torch tensor with requires_grad=True", None,
          lambda i: "requires_grad" in i.flags,
          native={"torch": lambda: _torch_base().requires_grad_(True)}, native_only=True),
@@ -442,6 +465,13 @@ def _native(row: Row, x: Any, src_info: Any, ref: Any, tgt: str, repeat: int) ->
     if src_info.readonly and _pointer(out) is not None and _pointer(out) == _pointer(x) and _readonly_of(out) is False:
         row.native_status, row.native_note = "wrong", "unsafe: writable alias of read-only memory"
         return
+    from ._registry import registry
+
+    if (registry().adapter_named(tgt).immutable and not src_info.readonly and src_info.size
+            and _pointer(out) is not None and _pointer(out) == _pointer(x)):
+        row.native_status, row.native_note = "wrong", (
+            f"unsafe: an immutable {tgt} array aliasing writable memory (a later write to the source changes it)")
+        return
     row.native_status = "ok"
     if caught:
         row.native_note = f"warns: {str(caught[0].message).splitlines()[0][:80]}"
@@ -475,7 +505,8 @@ def run_matrix(
         known = {c.name: c for c in CASES}
         bad = [c for c in cases if c not in known]
         if bad:
-            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join(known)}")
+            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join(known)}\n"
+                             f"Hint: choose cases from the known ones, e.g. cases=['contiguous', 'strided']")
         chosen = [known[c] for c in cases]
     usable, skipped = usable_frameworks(frameworks)
     names = list(usable)

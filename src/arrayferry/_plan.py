@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ._adapter import CPU, Adapter, ArrayInfo, Step, identity
 from ._device import Device
@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._hostops import casting_refusal, check_mode, host_copy_step, parse_casting
 
-__all__ = ["Plan", "build_template", "Template"]
+__all__ = ["Plan", "build_template", "Template", "failure", "raise_failure", "is_resource_error"]
 
 _ROUTE_ORDER = {"native": 0, "host": 1, "dlpack": 2, "cai": 3}
 
@@ -251,7 +251,10 @@ def run_template(t: Template, x: Any) -> Any:
     except ArrayFerryError:
         raise
     except Exception as exc:
-        raise failure(t, exc, x) from exc
+        raise_failure(t, exc, x)
+
+
+_NOTHING: Any = object()
 
 
 def describe_given(t: Template, x: Any) -> str:
@@ -268,19 +271,67 @@ def describe_given(t: Template, x: Any) -> str:
         return f"{t.source.framework} {t.source.dtype} {getattr(x, 'shape', '?')}"
 
 
-_NOTHING: Any = object()
+def raise_failure(t: Template, exc: Exception, x: Any = _NOTHING) -> NoReturn:
+    """Raise :func:`failure`'s error for ``exc`` (``exc`` itself when it passes through)."""
+    err = failure(t, exc, x)
+    if err is exc:
+        raise exc
+    raise err from exc
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """True for running out of memory: ``MemoryError`` (NumPy's and CuPy's ``OutOfMemoryError``
+    are ones), torch's ``OutOfMemoryError`` and CPU allocator failures (``RuntimeError``), XLA's
+    ``RESOURCE_EXHAUSTED``."""
+    if isinstance(exc, MemoryError):
+        return True
+    if any(c.__name__ == "OutOfMemoryError" for c in type(exc).__mro__):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    low = text.lower()
+    # XLA; torch's CPU allocator ("DefaultCPUAllocator: can't allocate memory"); CUDA allocators
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in low or "allocate memory" in low
 
 
 def failure(t: Template, exc: Exception, x: Any = _NOTHING) -> Exception:
-    """The error to raise when running ``t`` on ``x`` raised ``exc``: our own errors pass through,
-    foreign ones become an :class:`ArrayFerryError` naming the route (the plan should have
-    predicted them) and describing ``x`` itself (not the array the cached plan was made for)."""
+    """The error to raise when running ``t`` on ``x`` raised ``exc`` (``x`` is described from
+    itself, never from the array a cached plan was made for).
+
+    * arrayferry's own errors pass through;
+    * running out of memory (:func:`is_resource_error`) passes through as the same exception, so
+      ``except MemoryError`` (or ``torch.OutOfMemoryError``) still catches it, with the route
+      added as a note (``add_note``);
+    * an error raised by the caller's own computation that a step ran (an adapter marks it with
+      ``exc.__arrayferry_passthrough__ = True`` and a note, as Dask's ``materialise`` does for
+      the graph's tasks) passes through as it is;
+    * CUDA itself missing or failing becomes a :class:`DeviceError`;
+    * anything else is an :class:`ArrayFerryError` naming the route: the plan should have
+      predicted it, so that one is a bug in arrayferry or a plugin.
+    """
     if isinstance(exc, ArrayFerryError):
         return exc
+    steps = ", ".join(s.name for s in t.steps) or "identity"
+    if getattr(exc, "__arrayferry_passthrough__", False):
+        # raised by the caller's own computation that a step ran (a dask graph): theirs, as it is
+        return exc
+    if is_resource_error(exc):
+        note = (f"arrayferry: raised while converting {describe_given(t, x)} to {t.target} on {t.device} by the "
+                f"{t.route} route (steps: {steps}; about {_fmt_bytes(sum(t.step_bytes()))} written by copying steps)")
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+        return exc
+    from ._cuda import device_error_from, is_cuda_error
+
+    if is_cuda_error(exc):
+        return device_error_from(
+            exc, f"Converting {describe_given(t, x)} to {t.target} on {t.device} failed in CUDA ({t.route} route, steps: {steps}).",
+            hint="check the GPU and its driver (nvidia-smi), or convert on the host (device='cpu')")
     return ArrayFerryError(
         format_message(
             f"Converting {describe_given(t, x)} to {t.target} failed while running the {t.route} route.",
-            [f"steps: {', '.join(s.name for s in t.steps) or 'identity'}", f"{type(exc).__name__}: {exc}"],
+            [f"steps: {steps}", f"{type(exc).__name__}: {exc}"],
             hint="this is a bug in arrayferry or a plugin (the plan should have predicted it); please report it",
         )
     )
@@ -380,19 +431,24 @@ def build_template(
         check_min_version(tgt)
     if info.problem is not None:
         cls, msg = info.problem
-        raise cls(msg)
-    if dtype is None and info.dtype not in ITEMSIZE and src is not tgt:
-        # refused on every device: said before any device is resolved (a host without a GPU
-        # would otherwise answer "no device" for an array that could never cross anyway)
-        raise UnsupportedDTypeError(
-            format_message(
-                f"Cannot convert a {info.framework} array of dtype {info.dtype} to {tgt.name}.",
-                ["only boolean, integer, floating and complex dtypes can cross frameworks "
-                 "(object, string, structured, datetime and extended-precision dtypes cannot)"],
-                hint="convert the data to a numeric dtype first (e.g. x.astype('float64'))",
+        # a DeviceError problem (torch's meta device) only forbids leaving that device: within the
+        # framework, on the same device, the framework's own identity/cast/copy still apply
+        if not (src is tgt and issubclass(cls, DeviceError) and (device is None or Device.parse(device) == info.device)):
+            raise cls(msg)
+        tdev = info.device
+    else:
+        if dtype is None and info.dtype not in ITEMSIZE and src is not tgt and not (src.numpy_dtypes and tgt.numpy_dtypes):
+            # refused on every device: said before any device is resolved (a host without a GPU
+            # would otherwise answer "no device" for an array that could never cross anyway)
+            raise UnsupportedDTypeError(
+                format_message(
+                    f"Cannot convert a {info.framework} array of dtype {info.dtype} to {tgt.name}.",
+                    ["only boolean, integer, floating and complex dtypes can cross frameworks "
+                     "(object, string, structured, datetime and extended-precision dtypes cannot)"],
+                    hint="convert the data to a numeric dtype first (e.g. x.astype('float64'))",
+                )
             )
-        )
-    tdev = resolve_device(info, tgt, src, device)
+        tdev = resolve_device(info, tgt, src, device)
     notes: list[str] = []
     if dtype is not None:
         tdt = canonical_name(dtype)
@@ -404,7 +460,7 @@ def build_template(
                     hint=tgt.dtype_hint(tdt, tdev) or "choose another dtype",
                 )
             )
-    elif info.dtype not in ITEMSIZE:  # same framework (other frameworks were refused above)
+    elif info.dtype not in ITEMSIZE:  # same framework, or two that hold every NumPy dtype (others refused above)
         tdt = info.dtype
     else:
         tdt = tgt.default_dtype_for(info.dtype, tdev)
@@ -417,7 +473,14 @@ def build_template(
                         hint=f"pass dtype='{tdt}' to accept the narrowing, or enable 64-bit types in {tgt.name}",
                     )
                 )
-            notes.append(f"{tgt.name} cannot hold {info.dtype} on {tdev}: values are narrowed to {tdt} (a warning is raised)")
+            notes.append(f"{tgt.name} cannot hold {info.dtype} on {tdev}: values are narrowed to {tdt} "
+                         f"(LossyConversionWarning; dtype='{tdt}' narrows without one)")
+            narrowing = format_message(
+                f"{info.framework} {info.dtype} values were narrowed to {tdt} converting to {tgt.name}: "
+                f"{tgt.name} cannot hold {info.dtype} on {tdev}, so values may have lost precision or range.",
+                hint=f"pass dtype='{tdt}' to narrow on purpose (no warning), or enable 64-bit types in {tgt.name} "
+                "to keep them",
+            )
     cast_mode: str | None = None
     if tdt != info.dtype and info.dtype in ITEMSIZE:
         refusal = casting_refusal(info.dtype, tdt, casting)
@@ -487,7 +550,10 @@ def build_template(
         else:
             refused.append((other, f"works but costs more ({_describe_cost(osteps)})"))
     if notes and kind_of(info.dtype) in "fc" and tdt != info.dtype and dtype is None:
-        steps = [*steps, _warn_step(notes[-1])]
+        steps = [*steps, _warn_step(narrowing)]
+    if tgt.immutable and copy is False and not info.readonly:
+        notes.append(f"the result aliases writable memory, but {tgt.name} assumes its arrays never change: do not "
+                     f"write to the source while the {tgt.name} array is in use (copy=None would copy it)")
     return Template(
         source=info,
         target=tgt.name,
@@ -514,9 +580,23 @@ def _describe_cost(steps: list[Step]) -> str:
     return f"{n} copy step(s), {len(steps)} step(s)" if n else f"zero-copy in {len(steps)} step(s)"
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points ``warnings.warn``, called by our caller, at the first frame
+    outside arrayferry and its plugins: the user's line, whatever path led here (``convert``,
+    ``plan.execute``, ``convert_tree``, ``@accepts``, a plugin calling back into arrayferry)."""
+    import sys
+
+    frame = sys._getframe(1)  # the function that will call warnings.warn: stacklevel 1
+    level = 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith("arrayferry"):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _warn_step(msg: str) -> Step:
     def warn(x: Any) -> Any:
-        warnings.warn(msg, LossyConversionWarning, stacklevel=4)
+        warnings.warn(msg, LossyConversionWarning, stacklevel=_caller_stacklevel())
         return x
 
     return Step("warn", "warn that floats were narrowed", warn)
@@ -603,7 +683,9 @@ def _host_route(
     src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt: str, copy: bool | None, mode: str | None
 ) -> list[Step]:
     for name in (info.dtype, tdt):
-        if name not in ITEMSIZE:  # structured, object, datetime ...: only the framework's own ops (native route)
+        if name not in ITEMSIZE and not (src is not tgt and src.numpy_dtypes and tgt.numpy_dtypes and name == info.dtype == tdt):
+            # structured, object, datetime ...: only the framework's own ops (native route), or
+            # the host route between frameworks that hold every NumPy dtype (NumPy, Dask)
             raise _Refusal(f"the host route carries canonical dtypes only, not {name}", dtype_problem=True)
         if name in ML_DTYPES:
             try:
@@ -652,10 +734,16 @@ def _host_route(
     # independent memory: copy=True must not add a second copy before it
     if copy and not copied_already and tdev.is_host and not reasons and not tgt.import_copies(hinfo):
         reasons.append("copy=True asks for independent memory")
+    elif (_protect(tgt, hinfo, copy) and not copied_already and tdev.is_host and not reasons
+          and not tgt.import_copies(hinfo)):
+        reasons.append(_immutable_reason(tgt))
     if reasons:
+        if hinfo.dtype not in ITEMSIZE:
+            raise _Refusal(f"{tgt.name} needs a copy ({'; '.join(reasons)}), and the host copy carries canonical "
+                           f"dtypes only, not {hinfo.dtype}", dtype_problem=True)
         steps.append(host_copy_step(hinfo.dtype, tdt, reasons, mode=mode if tdt != hinfo.dtype else None))
         hinfo = hinfo.with_(dtype=tdt, layout="contiguous", readonly=False, aligned=True, byteorder="=",
-                            itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=())
+                            itemsize=ITEMSIZE.get(tdt, hinfo.itemsize), extra=(), flags=frozenset())
         still = tgt.host_import_refusals(hinfo)
         if still:
             raise _Refusal("; ".join(still))
@@ -729,11 +817,14 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
         cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True, extra=())
     import_refusals = tgt.cai_import_refusals if via == "cai" else tgt.dlpack_import_refusals
     refusals = import_refusals(cur)
+    if "odd_strides" in cur.flags:  # the producer's __dlpack__ raises BufferError
+        refusals = ["DLPack counts strides in elements, and a stride of this array is not a multiple of "
+                    "its itemsize", *(r for r in refusals if "itemsize" not in r)]
     if refusals:
         if any(s.copies for s in steps) or late_cast is not None:
             raise _Refusal("; ".join(refusals))
         steps.append(Step("copy", f"copy in {src.name} first ({'; '.join(refusals)})", src.copy, copies=True))
-        cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=())
+        cur = cur.with_(layout="contiguous", readonly=False, aligned=True, extra=(), flags=frozenset())
         again = import_refusals(cur)
         if again:
             raise _Refusal(f"{'; '.join(refusals)} (and a copy first would not help: {'; '.join(again)})")
@@ -749,4 +840,17 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
         steps.append(late_cast)
     if copy and not any(s.copies for s in steps):
         steps.append(Step("copy", f"copy ({tgt.name}), because copy=True", tgt.copy, copies=True))
+    elif _protect(tgt, cur, copy) and not any(s.copies for s in steps):
+        steps.append(Step("copy", f"copy ({tgt.name}): {_immutable_reason(tgt)}", tgt.copy, copies=True))
     return steps
+
+
+def _protect(tgt: Adapter, info: ArrayInfo, copy: bool | None) -> bool:
+    """Whether ``copy=None`` must copy writable memory rather than hand it to an immutable target."""
+    # (not size-dependent: the signature, which keys the plan cache, does not capture emptiness)
+    return tgt.immutable and copy is None and not info.readonly
+
+
+def _immutable_reason(tgt: Adapter) -> str:
+    return (f"{tgt.name} arrays are immutable, and aliasing writable memory would let a later write to the "
+            f"source change the {tgt.name} array; copy=False aliases it anyway, on your word that nothing writes it")

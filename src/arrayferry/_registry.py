@@ -271,7 +271,10 @@ class Registry:
         try:
             result: Device | None = self.pm.hook.arrayferry_parse_device(obj=obj)
         except Exception as exc:
-            raise PluginError(format_message(f"A plugin raised in arrayferry_parse_device({obj!r}).", [repr(exc)])) from exc
+            raise PluginError(format_message(
+                f"A plugin raised in arrayferry_parse_device({obj!r}).", [repr(exc)],
+                hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
+            )) from exc
         return result
 
     def parse_dtype(self, obj: Any) -> str | None:
@@ -283,7 +286,10 @@ class Registry:
         try:
             result: str | None = self.pm.hook.arrayferry_parse_dtype(obj=obj)
         except Exception as exc:
-            raise PluginError(format_message(f"A plugin raised in arrayferry_parse_dtype({obj!r}).", [repr(exc)])) from exc
+            raise PluginError(format_message(
+                f"A plugin raised in arrayferry_parse_dtype({obj!r}).", [repr(exc)],
+                hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
+            )) from exc
         return result
 
 

@@ -15,6 +15,11 @@ Where the layout comes from, in order:
 4. a C-contiguous array, by the adapter's ``describe``: strides follow from the shape;
 5. the object's ``__dlpack__`` capsule, read in place (never consumed).
 
+An array made of other arrays (a dask array) is asked part by part: its adapter's optional
+``memory_parts(x)`` returns the arrays it holds in memory now (a dask graph's materialised
+chunks: ``from_array`` views, persisted results); a chunk that is still a task holds no memory,
+so a lazy graph shares memory with nothing.
+
 The address comes from ``Adapter.data_pointer`` (or the same sources). When neither is known,
 :class:`UnsupportedArrayError` says so; arrayferry never guesses.
 """
@@ -153,6 +158,10 @@ def shares_memory(a: Any, b: Any) -> bool:
     devices such as JAX's ``cpu:1`` all count as host memory); empty arrays share nothing.
     Nothing is copied or read.
 
+    A dask array is asked chunk by chunk: the chunks its graph holds in memory (views made by
+    ``from_array``, results of ``persist()``) are compared; chunks still to be computed hold no
+    memory.
+
     :raises UnknownFrameworkError: ``a`` or ``b`` is not an array of a registered framework.
     :raises UnsupportedArrayError: a framework gives no way to learn the array's address.
     """
@@ -160,7 +169,11 @@ def shares_memory(a: Any, b: Any) -> bool:
 
     sa = _api._TYPES.get(type(a)) or _api._source_adapter(a)
     sb = _api._TYPES.get(type(b)) or _api._source_adapter(b)
-    da, db = sa.device_of(a), sb.device_of(b)
+    for ad, x, other in ((sa, a, b), (sb, b, a)):
+        parts = getattr(ad, "memory_parts", None)
+        if callable(parts):  # an array made of other arrays (dask chunks): any part that overlaps
+            return any(shares_memory(p, other) for p in parts(x))
+    da, db = _api.adapter_device_of(sa, a), _api.adapter_device_of(sb, b)
     if da != db and not (da.is_host and db.is_host):  # JAX's cpu:1 is host memory like cpu
         return False
     la, lb = _layout(sa, a), _layout(sb, b)

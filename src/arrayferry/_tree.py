@@ -296,7 +296,7 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None,
         except ArrayFerryError:
             raise
         except Exception as exc:  # as in convert: foreign errors name the route
-            raise _api.failed((src, sig, to, device, dtype, copy, casting), exc, x) from exc
+            _api.raise_failed((src, sig, to, device, dtype, copy, casting), exc, x)
 
     return conv
 

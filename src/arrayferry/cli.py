@@ -213,7 +213,7 @@ def format_matrix(result: Any) -> str:
         lines.extend("  " + s for s in _table(table))
         if notes:
             lines.append("  notes:")
-            lines.extend(f"    {n[:160]}" for n in notes)
+            lines.extend(f"    {_clip(n, 160)}" for n in notes)
     na = sorted({(r.source, r.case, r.reason) for r in result.rows if r.status == "n/a"})
     if na:
         lines += ["", "n/a (the source framework cannot hold the case):"]
@@ -223,6 +223,37 @@ def format_matrix(result: Any) -> str:
                 seen.add((src, case))
                 lines.append(f"  {src} {case}: {why}")
     return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters at a word boundary, with an ellipsis when cut."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 3]
+    space = cut.rfind(" ")
+    if space > width // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "..."
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a ``--plot`` path that cannot be written, before anything is measured."""
+    import matplotlib.figure
+
+    if os.path.isdir(path):
+        raise CliError(f"--plot: {path!r} is a directory; Hint: give a file name such as matrix.png")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CliError(f"--plot: the folder {folder!r} does not exist; Hint: create it first or choose another path")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise CliError(f"--plot: cannot write {path!r} (permission denied); Hint: choose a writable path")
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
+    if ext not in formats:
+        raise CliError(
+            f"--plot: {path!r} has {'no extension' if not ext else f'the extension .{ext}'}, which matplotlib cannot "
+            f"write; Hint: end the name with one of .{', .'.join(sorted(formats))} (e.g. matrix.png)"
+        )
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -335,7 +366,7 @@ def plot_matrix(result: Any, path: str, *, value: str = "ratio", source: str | N
     try:
         fig.savefig(path, dpi=110)
     except OSError as exc:
-        raise CliError(f"--plot: cannot write {path!r}: {exc.strerror or exc}") from None
+        raise CliError(f"--plot: cannot write {path!r}: {exc.strerror or exc}; Hint: choose a writable path") from None
     finally:
         plt.close(fig)
 
@@ -370,6 +401,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _nothing_to_compare(result: Any) -> str:
+    """Why a matrix has no rows: fewer than two frameworks could be used."""
+    usable = ", ".join(result.frameworks) or "none"
+    skipped = "; ".join(f"{k}: {v}" for k, v in result.skipped.items())
+    return (f"nothing to measure: the matrix compares pairs of frameworks, and only {usable} can be used here"
+            + (f" (skipped {skipped})" if skipped else "")
+            + "; Hint: install a second framework (pip install torch, or a plugin such as 'arrayferry[jax]'), "
+            "or name two with --frameworks numpy,torch")
+
+
 def _split(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -388,7 +429,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ._matrix import run_matrix
 
         if args.repeat < 1:
-            raise CliError(f"--repeat must be at least 1, got {args.repeat}")
+            raise CliError(f"--repeat must be at least 1, got {args.repeat}; Hint: pass --repeat 1 or more (default 7)")
         if args.plot_split and args.plot is None:
             raise CliError("--plot-split needs --plot FILE.png; Hint: arrayferry matrix --plot matrix.png --plot-split")
         if args.plot is not None:
@@ -396,6 +437,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
             if importlib.util.find_spec("matplotlib") is None:
                 raise CliError("--plot needs matplotlib, which is not installed; Hint: pip install 'arrayferry[plot]'")
+            _check_plot_path(args.plot)  # before minutes of measuring, not after
         fws = _split(args.frameworks)
         if fws:
             from ._registry import registry
@@ -405,10 +447,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if unknown:
                 raise CliError(
                     f"unknown framework(s) {', '.join(map(repr, unknown))} in --frameworks; "
-                    f"registered: {', '.join(sorted(reg.adapters)) or 'none'}"
+                    f"registered: {', '.join(sorted(reg.adapters)) or 'none'}; "
+                    "Hint: pick registered names (arrayferry info lists them), or install the plugin"
                 )
         progress = None if args.json else (lambda s: print(f"measuring {s} ...", file=sys.stderr, flush=True))
         result = run_matrix(fws, cases=_split(args.cases), repeat=args.repeat, progress=progress)
+        if not result.rows:
+            raise CliError(_nothing_to_compare(result))
         written: list[str] = []
         if args.plot is not None:
             plot_matrix(result, args.plot, value=args.plot_value)

@@ -236,3 +236,92 @@ def test_chunk_converter_tokenizes_deterministically() -> None:
 
     c = pickle.loads(pickle.dumps(afd.ChunkConverter("numpy", copy=True)))
     assert (c.to, c.copy) == ("numpy", True)
+
+
+# -- NumPy-only dtypes: dask holds every NumPy dtype ---------------------------------------------
+
+_NUMPY_ONLY = {
+    "datetime64[ns]": lambda: np.array(["2020-01-01T00:00:00.5", "NaT", "1677-09-22"], dtype="datetime64[ns]"),
+    "datetime64[D]-big-endian": lambda: np.array(["2020-01-01", "NaT"], dtype=">M8[D]"),
+    "timedelta64[s]": lambda: np.array([1, -2, np.iinfo(np.int64).min], dtype="int64").view("timedelta64[s]"),
+    "str": lambda: np.array(["a", "bc", ""]),
+    "bytes": lambda: np.array([b"a", b"\x00bc"]),
+    "object": lambda: np.array([1, "x", None], dtype=object),
+    "structured": lambda: np.array([(1, 2.5), (-3, np.nan)], dtype=[("a", "<i4"), ("b", "<f8")]),
+    "longdouble": lambda: np.array([1.5, -0.0], dtype=np.longdouble),
+    "datetime-readonly-negative": lambda: np.array(["2020-01-01", "2021-01-01"], dtype="M8[D]")[::-1],
+}
+
+
+@pytest.mark.parametrize("name", list(_NUMPY_ONLY))
+@pytest.mark.parametrize("copy", [None, True])
+def test_numpy_only_dtypes_travel_to_dask_and_back(name: str, copy: bool | None) -> None:
+    x = _NUMPY_ONLY[name]()
+    if name.endswith("readonly-negative"):
+        x.flags.writeable = False
+    d = af.convert(x, "dask", copy=copy)
+    assert d.dtype == x.dtype and d.shape == x.shape
+    back = af.convert(d, "numpy")
+    assert back.dtype == x.dtype
+    if x.dtype.hasobject:
+        assert list(back) == list(x)
+    else:
+        assert np.ascontiguousarray(back).tobytes() == np.ascontiguousarray(x).tobytes()  # NaT, NaN bit for bit
+    with pytest.raises(af.CopyRequiredError):  # dask.array.from_array copies into the graph
+        af.convert(x, "dask", copy=False)
+    with pytest.raises(af.UnsupportedDTypeError):  # frameworks that hold numeric dtypes only still refuse
+        af.convert(d, "torch")
+
+
+# -- shares_memory answers for dask arrays -------------------------------------------------------
+
+
+def test_shares_memory_with_lazy_and_persisted_dask_arrays() -> None:
+    import dask.array as da
+    from dask.core import flatten
+
+    torch = pytest.importorskip("torch")
+    a = np.arange(12.0)
+    lazy = da.from_array(a, chunks=4) + 1  # chunks are tasks: nothing in memory yet
+    assert af.shares_memory(lazy, a) is False and af.shares_memory(a, lazy) is False
+    assert af.shares_memory(lazy, lazy) is False
+    kept = lazy.persist()  # chunks computed and held by the graph
+    chunk = kept.dask[next(iter(flatten(kept.__dask_keys__())))]
+    assert isinstance(chunk, np.ndarray)
+    assert af.shares_memory(kept, chunk) is True and af.shares_memory(chunk[1:], kept) is True
+    assert af.shares_memory(kept, chunk.copy()) is False
+    assert af.shares_memory(kept, kept) is True
+    assert af.shares_memory(kept, torch.from_numpy(chunk)) is True  # across frameworks
+    assert af.shares_memory(kept, a) is False
+    assert af.shares_memory(af.convert(a, "dask"), a) is False  # from_array copies into the graph
+
+
+# -- the graph's own errors are the caller's -----------------------------------------------------
+
+
+@pytest.mark.parametrize("to", ["numpy", "torch"])
+def test_errors_of_the_graph_pass_through_as_they_are(to: str) -> None:
+    """A task of the caller's graph that raises is not 'a bug in arrayferry': the same exception
+    comes out, with a note saying arrayferry was computing the graph."""
+    import dask.array as da
+
+    pytest.importorskip("torch")
+
+    def bad(block: np.ndarray) -> np.ndarray:
+        if block.size:
+            raise KeyError("missing column")
+        return block
+
+    x = da.from_array(np.ones(4), chunks=2).map_blocks(bad, dtype=float)
+    with pytest.raises(KeyError, match="missing column") as ei:
+        af.convert(x, to)
+    assert not isinstance(ei.value, af.ArrayFerryError)
+    assert any(n.startswith("arrayferry: raised while computing the dask graph") for n in ei.value.__notes__)
+    with pytest.raises(MemoryError):  # running out of memory in a task stays a MemoryError too
+        af.convert(da.from_array(np.ones(4), chunks=2).map_blocks(_oom, dtype=float), to)
+
+
+def _oom(block: np.ndarray) -> np.ndarray:
+    if block.size:
+        raise MemoryError("no room for the chunk")
+    return block

@@ -207,12 +207,16 @@ def test_numpy_to_jax_zero_copy_exactly_when_aligned(jax: Any, at: Any, dtype: s
         pytest.skip("offset below the dtype's own alignment")
     a = at(np.arange(24).reshape(4, 6).astype(dt), offset)
     aligned = offset % 64 == 0
-    p = af.plan(a, "jax")
+    assert not af.plan(a, "jax").zero_copy  # writable memory: copy=None copies (JAX arrays are immutable)
+    ro = a.view()
+    ro.flags.writeable = False  # read-only memory: aliased exactly when aligned
+    p = af.plan(ro, "jax")
     assert p.zero_copy is aligned
-    j = af.convert(a, "jax")
+    j = af.convert(ro, "jax")
     assert (jptr(j) == nptr(a)) is aligned
     same_bits(np.asarray(j), a)
     if aligned:
+        assert jptr(af.convert(a, "jax", copy=False)) == nptr(a)  # copy=False aliases writable memory
         with pytest.raises(af.CopyRequiredError, match="64-byte"):
             af.convert(at(a, 4 if dt.itemsize <= 4 else 8), "jax", copy=False)
     else:
@@ -225,7 +229,9 @@ def test_cached_plans_follow_alignment_per_call(jax: Any, at: Any) -> None:
     vals = np.arange(10, dtype=np.float32)
     for offset in (0, 4, 0, 8, 64, 12):
         a = at(vals, offset)
-        j = af.convert(a, "jax")
+        ro = a.view()
+        ro.flags.writeable = False  # JAX may alias it under copy=None
+        j = af.convert(ro, "jax")
         assert (jptr(j) == nptr(a)) is (offset % 64 == 0)
         if offset % 64 == 0:  # shared: a write into NumPy shows in JAX
             a[0] = 123.0
@@ -240,9 +246,15 @@ def test_torch_to_jax_alignment(jax: Any, torch: Any, offset: int) -> None:
     base = torch.arange(20, dtype=torch.float32)
     t = base[offset // 4:offset // 4 + 12]
     assert (t.data_ptr() % 64 == 0) is (offset == 0)
-    p = af.plan(t, "jax")
-    j = af.convert(t, "jax")
-    assert p.zero_copy is (offset == 0)
+    assert not af.plan(t, "jax").zero_copy  # torch memory is writable: copy=None copies
+    if offset:
+        with pytest.raises(af.CopyRequiredError, match="64-byte"):
+            af.plan(t, "jax", copy=False)
+        j = af.convert(t, "jax")
+    else:
+        p = af.plan(t, "jax", copy=False)
+        j = af.convert(t, "jax", copy=False)
+        assert p.zero_copy
     assert (jptr(j) == t.data_ptr()) is (offset == 0)
     same_bits(np.asarray(j), t.numpy())
 
@@ -290,9 +302,15 @@ def test_strided_numpy_into_jax(jax: Any, at: Any, layout: str, copy: bool | Non
     same_bits(np.asarray(j), a)
     shared = jptr(j) == nptr(a)
     assert p.zero_copy is shared
-    assert shared is (can_alias and copy is not True)
-    if can_alias and copy is not True:
+    assert shared is (can_alias and copy is False)  # copy=None copies writable memory into JAX
+    if can_alias and copy is False:
         assert p.route == "dlpack"
+        # a column-major JAX array leaves JAX by a copy into row-major order, and the plan says so
+        back = af.plan(j, "numpy")
+        assert not back.zero_copy and back.steps[0].name == "relayout"
+        b = af.convert(j, "numpy")
+        assert nptr(b) != jptr(j)
+        same_bits(b, a)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -302,7 +320,7 @@ def test_strided_numpy_into_jax(jax: Any, at: Any, layout: str, copy: bool | Non
 def test_numpy_to_jax_lands_on_requested_device_zero_copy(jax: Any, at: Any) -> None:
     a = at(np.arange(12, dtype=np.float32))
     for dev in ("cpu:2", af.Device("cpu", 1), jax.devices()[3]):
-        j = af.convert(a, "jax", device=dev)
+        j = af.convert(a, "jax", device=dev, copy=False)
         want = af.Device.parse(dev) if not isinstance(dev, af.Device) else dev
         assert j.devices() == {jax.devices()[want.index or 0]}
         assert af.device_of(j) == want
@@ -363,7 +381,7 @@ def test_unavailable_device_is_a_device_error(jax: Any, device: str) -> None:
 
 def test_bfloat16_numpy_and_jax(jax: Any, at: Any) -> None:
     a = at(np.array(SPECIALS, dtype=ml_dtypes.bfloat16))
-    j = af.convert(a, "jax")
+    j = af.convert(a, "jax", copy=False)
     assert j.dtype == jax.numpy.bfloat16 and jptr(j) == nptr(a)
     same_bits(np.asarray(j), a)
     back = af.convert(j, "numpy")
@@ -374,8 +392,8 @@ def test_bfloat16_numpy_and_jax(jax: Any, at: Any) -> None:
 def test_bfloat16_torch_and_jax(jax: Any, torch: Any) -> None:
     bits = np.array(SPECIALS, dtype=ml_dtypes.bfloat16)
     t = torch.from_numpy(bits.view(np.int16)).clone().view(torch.bfloat16)
-    p = af.plan(t, "jax")
-    j = af.convert(t, "jax")
+    p = af.plan(t, "jax", copy=False)
+    j = af.convert(t, "jax", copy=False)
     assert p.route == "dlpack" and p.zero_copy and jptr(j) == t.data_ptr()
     same_bits(np.asarray(j), bits)
     t2 = af.convert(j, "torch")
@@ -407,7 +425,7 @@ def test_numpy_jax_numpy(jax: Any, at: Any, dtype: str, copy: bool | None, shape
     vals = vals[0] if shape == () else vals.reshape(shape)
     a = at(np.asarray(vals))
     j = af.convert(a, "jax", copy=copy)
-    assert (jptr(j) == nptr(a)) is (copy is not True)
+    assert (jptr(j) == nptr(a)) is (copy is False)  # copy=None copies writable memory into JAX
     same_bits(np.asarray(j), a)
     b = af.convert(j, "numpy", copy=copy)
     same_bits(b, a)
@@ -421,7 +439,7 @@ def test_torch_jax_torch(jax: Any, torch: Any, dtype: str, copy: bool | None) ->
     t = torch.from_numpy(_values(dtype).reshape(2, 3)).clone()  # torch's allocator: 64-byte aligned
     assert t.data_ptr() % 64 == 0
     j = af.convert(t, "jax", copy=copy)
-    assert (jptr(j) == t.data_ptr()) is (copy is not True)
+    assert (jptr(j) == t.data_ptr()) is (copy is False)  # torch memory is writable: copy=None copies
     same_bits(np.asarray(j), t.numpy())
     if copy is False:
         with pytest.raises(af.CopyRequiredError):
@@ -493,6 +511,45 @@ def test_traced_and_deleted_arrays_are_refused(jax: Any) -> None:
         af.convert(d, "numpy")
 
 
+def _public_calls() -> list[Any]:
+    return [
+        ("convert", lambda v: af.convert(v, "numpy")),
+        ("plan", lambda v: af.plan(v, "torch")),
+        ("device_of", af.device_of),
+        ("shares_memory", lambda v: af.shares_memory(v, np.ones(3))),
+        ("shares_memory-self", lambda v: af.shares_memory(v, v)),
+        ("export_dlpack", af.export_dlpack),
+    ]
+
+
+def test_every_public_call_on_a_traced_or_deleted_array_raises_our_error(jax: Any) -> None:
+    """No public function lets JAX's ConcretizationTypeError (or a deleted buffer's RuntimeError) escape."""
+    calls = _public_calls()
+    seen: dict[str, BaseException | None] = {}
+
+    @jax.jit
+    def f(x: Any) -> Any:
+        assert af.framework_of(x) == "jax"  # answers without touching the data
+        for name, call in calls:
+            try:
+                call(x)
+                seen[name] = None
+            except BaseException as exc:  # noqa: BLE001 - the type is what is tested
+                seen[name] = exc
+        return x
+
+    f(jax.numpy.ones(3))
+    d = jax.numpy.ones(3)
+    d.delete()
+    for name, call in calls:
+        with pytest.raises(af.UnsupportedArrayError, match="deleted") as ei:
+            call(d)
+        assert str(ei.value).splitlines()[-1].startswith("Hint:"), name
+    for name, exc in seen.items():
+        assert isinstance(exc, af.UnsupportedArrayError), (name, exc)
+        assert "traced" in str(exc) and str(exc).splitlines()[-1].startswith("Hint:"), name
+
+
 def test_non_native_byte_order_is_swapped(jax: Any) -> None:
     a = np.array(SPECIALS, dtype=">f4")
     j = af.convert(a, "jax")
@@ -502,3 +559,140 @@ def test_non_native_byte_order_is_swapped(jax: Any) -> None:
 
 def test_buffer_at_helper_really_misaligns() -> None:
     assert buffer_at((3,), np.float32, 4).ctypes.data % 64 == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# plans are right for every alignment and layout (both directions)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _numpy_views(draw: st.DrawFn) -> np.ndarray:
+    """A view of a buffer placed at a chosen offset from a 64-byte boundary, of one layout class
+    drawn evenly (C order, Fortran order, permuted axes, steps, negative steps, broadcast, byte
+    strides that are not a multiple of the itemsize), length-1 axes included, read-only or not."""
+    dt = np.dtype(draw(st.sampled_from(["float32", "int16", "uint8", "complex64", "float64", "bool"])))
+    kind = draw(st.sampled_from(["C", "F", "permuted", "steps", "negative", "broadcast", "odd"]))
+    ndim = draw(st.integers(2 if kind in ("F", "permuted") else 1, 3))
+    shape = [draw(st.integers(1, 4)) for _ in range(ndim)]
+    offset = draw(st.sampled_from([0, 64, dt.itemsize, 8, 16, 32, 48]))
+    steps = [1] * ndim
+    if kind == "steps":
+        steps = [draw(st.sampled_from([1, 2, 3])) for _ in range(ndim)]
+    elif kind == "negative":
+        steps = [draw(st.sampled_from([1, -1, -2])) for _ in range(ndim)]
+    base_shape = tuple(n * abs(k) for n, k in zip(shape, steps, strict=True))
+    base = buffer_at(base_shape, dt, offset)
+    base[...] = np.arange(base.size).reshape(base_shape).astype(dt)
+    x = base[tuple(slice(None, None, k) for k in steps)]
+    if kind == "F":
+        x = buffer_at(tuple(reversed(shape)), dt, offset)
+        x[...] = np.arange(x.size).reshape(x.shape).astype(dt)
+        x = x.T  # Fortran order, starting at the chosen offset
+    elif kind == "permuted":
+        x = x.transpose(draw(st.permutations(list(range(ndim)))))
+    elif kind == "broadcast":
+        x = np.broadcast_to(x[:1], (3, *x.shape[1:]))
+    elif kind == "odd" and dt.itemsize > 1:
+        raw = buffer_at((64 * dt.itemsize,), np.uint8, offset)
+        x = np.lib.stride_tricks.as_strided(raw[: dt.itemsize].view(dt), shape=tuple(shape),
+                                            strides=tuple(draw(st.integers(1, 3 * dt.itemsize)) for _ in shape))
+    if x.flags.writeable and draw(st.booleans()):
+        x.flags.writeable = False
+    return x
+
+
+def _shares(x: np.ndarray, y: Any) -> bool:
+    return af.shares_memory(x, y)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(x=_numpy_views(), copy=st.sampled_from([None, False, True]))
+def test_plans_into_and_out_of_jax_are_honest(jax: Any, x: np.ndarray, copy: bool | None) -> None:
+    """plan.zero_copy is exactly whether memory is shared, whatever the alignment and layout, into
+    JAX and back out of the result; copy=None never lets JAX alias writable memory."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", af.LossyConversionWarning)  # float64 without x64
+        try:
+            p = af.plan(x, "jax", copy=copy)
+        except af.CopyRequiredError:
+            assert copy is False and not af.plan(x, "jax").zero_copy
+            return
+        j = af.convert(x, "jax", copy=copy)
+    if p.dtype == x.dtype.name:
+        same_bits(np.asarray(j), np.ascontiguousarray(x))
+    assert _shares(x, j) is p.zero_copy, p.explain()
+    if copy is None and x.flags.writeable:
+        assert not p.zero_copy, p.explain()
+    for to in ("numpy", "torch"):
+        back = af.plan(j, to)
+        y = af.convert(j, to)
+        assert _shares(j, y) is back.zero_copy, back.explain()
+        same_bits(np.asarray(af.convert(y, "numpy")), np.asarray(j))
+
+
+def test_matrix_with_jax_is_the_same_table_every_run(jax: Any) -> None:
+    """Routes, zero-copy and steps of every numpy<->jax cell are the same on every run, and every
+    plan said truthfully whether memory would be shared."""
+    from arrayferry._matrix import run_matrix
+
+    def cells() -> list[tuple[Any, ...]]:
+        res = run_matrix(["numpy", "jax"], repeat=1)
+        for r in res.rows:
+            assert r.plan_honest is not False, (r.source, r.target, r.case, r.steps)
+            assert r.values_ok is not False, (r.source, r.target, r.case, r.reason)
+        return [(r.source, r.target, r.case, r.status, r.route, r.zero_copy, tuple(r.steps)) for r in res.rows]
+
+    first = cells()
+    assert ("numpy", "jax", "unaligned") in {c[:3] for c in first}
+    for _ in range(3):
+        assert cells() == first
+
+
+@pytest.mark.parametrize("offset", [0, 4])
+def test_empty_unaligned_array_under_copy_false_and_then_a_full_one(jax: Any, offset: int) -> None:
+    """An empty array has nothing to copy: copy=False takes it wherever it points. The plan made
+    for it is never reused for a non-empty array of the same signature."""
+    raw = buffer_at((64,), np.float32, offset)
+    empty = raw[:0]
+    assert nptr(empty) % 64 == offset
+    assert af.plan(empty, "jax", copy=False).zero_copy
+    assert af.convert(empty, "jax", copy=False).shape == (0,)
+    af.convert(empty, "jax")  # caches the copy=None plan for this signature
+    full = buffer_at((1,), np.float32, 0)
+    full[0] = 1.5
+    j = af.convert(full, "jax")
+    assert jptr(j) != nptr(full)  # writable memory is copied under copy=None
+    full[0] = 2.5
+    assert float(np.asarray(j)[0]) == 1.5
+
+
+def test_narrowing_warning_names_the_conversion_gives_a_hint_and_points_at_the_caller(jax: Any) -> None:
+    """The LossyConversionWarning says what happened to the data, how to avoid it, and is
+    attributed to the caller's line on every path (convert, plan.execute, convert_tree, @accepts)."""
+    import inspect
+
+    x = np.array([1.0 + 2**-30, 1e30])  # precision lost, no overflow
+    here = inspect.currentframe()
+    assert here is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = here.f_lineno + 1
+        af.convert(x, "jax")
+        af.plan(x, "jax").execute(x)
+        af.convert_tree({"a": [x]}, "jax")
+        af.accepts("jax")(lambda v: v)(x)
+    ours = [w for w in caught if w.category is af.LossyConversionWarning]
+    assert len(ours) == 4
+    for k, w in enumerate(ours):
+        assert w.category is af.LossyConversionWarning
+        assert (w.filename, w.lineno) == (__file__, first + k)
+        lines = str(w.message).splitlines()
+        assert lines[0].startswith("numpy float64 values were narrowed to float32 converting to jax")
+        assert "a warning is raised" not in str(w.message)
+        assert lines[-1].startswith("Hint: pass dtype='float32'") and "64-bit" in lines[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", af.LossyConversionWarning)
+        af.convert(x, "jax", dtype="float32")  # asking for it: no warning

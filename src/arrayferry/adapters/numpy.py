@@ -39,6 +39,20 @@ def _complex_alignment(x: Any, flags: int) -> int:
     return flags
 
 
+def _odd_strides(a: Adapter, x: Any, flags: int) -> frozenset[str]:
+    """``Adapter.stride_flags`` of a NumPy array, skipped when NumPy's flags rule odd strides out.
+
+    A stride that is not a multiple of the itemsize (a structured array's field, an ``as_strided``
+    view) clears NumPy's ALIGNED flag on axes longer than 1, except for complex dtypes (aligned to
+    one component); length-1 axes (and empty arrays) are never checked by NumPy, so they are
+    checked here.
+    """
+    sh = x.shape
+    if flags & _ALIGNED and x.dtype.kind != "c" and 1 not in sh and 0 not in sh:
+        return frozenset()
+    return a.stride_flags(x.strides, x.shape, x.dtype.itemsize)
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
     module = "numpy"
@@ -47,6 +61,7 @@ class NumpyAdapter(Adapter):
     min_version = "1.26"
     install_hint = "numpy"
     readonly_capable = True
+    numpy_dtypes = True  # any NumPy dtype, datetime64 and strings included
     host_export = True
     host_import = True
     dlpack_export = True
@@ -65,8 +80,12 @@ class NumpyAdapter(Adapter):
             st = x.strides
             if st and min(st) < 0:  # contiguous flags ignore strides of length-1 axes
                 return (type(x), x.dtype, n & _MASK, "negative")
+            sh = x.shape
+            if 1 in sh or 0 in sh:  # contiguous flags ignore their strides, torch.from_numpy does not
+                return (type(x), x.dtype, n & _MASK, self.stride_flags(st, sh, x.dtype.itemsize))
             return (type(x), x.dtype, n & _MASK)
-        return (type(x), x.dtype, n & _MASK, self.numpy_layout(x.strides, x.shape, False, False))
+        return (type(x), x.dtype, n & _MASK, self.numpy_layout(x.strides, x.shape, False, False),
+                _odd_strides(self, x, n))
 
     def describe(self, x: Any) -> ArrayInfo:
         np = sys.modules["numpy"]
@@ -80,6 +99,7 @@ class NumpyAdapter(Adapter):
         else:
             layout = self.numpy_layout(st, x.shape, bool(flags & _C), bool(flags & _F))
         problem = None
+        odd = _odd_strides(self, x, flags) if not flags & 3 or 1 in x.shape or 0 in x.shape else frozenset()
         if isinstance(x, np.ma.MaskedArray):
             problem = (
                 UnsupportedArrayError,
@@ -100,6 +120,7 @@ class NumpyAdapter(Adapter):
             layout=layout,
             byteorder=byteorder,
             aligned=bool(flags & _ALIGNED),
+            flags=odd,
             itemsize=dt.itemsize,
             problem=problem,
         )

@@ -261,6 +261,9 @@ class TorchAdapter(Adapter):
             out.append("torch tensors are always writable: aliasing read-only memory would let writes through")
         if info.byteorder != "=":
             out.append("torch holds native byte order only (a byte swap is needed)")
+        if "odd_strides" in info.flags:
+            out.append("torch counts strides in elements, and a stride of this array is not a multiple of its itemsize "
+                       "(a field of a structured array, an as_strided view)")
         if not info.aligned and info.dtype.startswith("complex"):
             # torch.from_numpy takes it, but c10::complex<T> is alignas(2 * sizeof(T)): writing into a
             # misaligned complex128 tensor crashed the process (SIGSEGV, torch 2.13, numpy 1.26 and 2.4)
@@ -278,6 +281,20 @@ class TorchAdapter(Adapter):
                 return torch.from_numpy(a.view(npbits)).view(tdt)
 
             return import_bits
+        if "odd_unit_strides" in info.flags:
+            np = sys.modules["numpy"]
+            as_strided = np.lib.stride_tricks.as_strided
+
+            def import_normalised(a: Any) -> Any:
+                # torch.from_numpy checks the strides of length-1 axes (and of empty arrays) too:
+                # give them C strides (no copy)
+                st, acc, empty = [], a.itemsize, 0 in a.shape
+                for n, s in zip(reversed(a.shape), reversed(a.strides), strict=True):
+                    st.append(s if n > 1 and not empty else acc)
+                    acc *= max(n, 1)
+                return torch.from_numpy(as_strided(a, strides=tuple(reversed(st)), writeable=a.flags.writeable))
+
+            return import_normalised
         return torch.from_numpy  # type: ignore[no-any-return]
 
     def import_host(self, arr: Any) -> Any:
@@ -368,6 +385,8 @@ class TorchAdapter(Adapter):
     def check_cast(self, t: Any, src: str, dst: str, mode: str = "range") -> None:
         from .._hostops import check_cast_values, device_check
 
+        if t.numel() == 0 or t.is_meta:  # a meta tensor has no values to lose
+            return
         if t.device.type == "cpu":
             check_cast_values(self.host_exporter(self.describe(t))(t), src, dst, mode=mode)
             return

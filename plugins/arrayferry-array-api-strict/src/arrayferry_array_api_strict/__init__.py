@@ -168,8 +168,11 @@ class ArrayApiStrictAdapter(Adapter):
             st = a.strides
             if st and min(st) < 0:  # contiguous flags ignore strides of length-1 axes
                 return (type(x), x.dtype, x.device, n & _MASK, "negative")
+            if st and min(a.shape) < 2:  # odd strides of length-1 axes (Adapter.stride_flags)
+                return (type(x), x.dtype, x.device, n & _MASK, self.stride_flags(st, a.shape, a.itemsize))
             return (type(x), x.dtype, x.device, n & _MASK)
-        return (type(x), x.dtype, x.device, n & _MASK, self.numpy_layout(a.strides, a.shape, False, False))
+        return (type(x), x.dtype, x.device, n & _MASK, self.numpy_layout(a.strides, a.shape, False, False),
+                self.stride_flags(a.strides, a.shape, a.itemsize))
 
     def describe(self, x: Any) -> ArrayInfo:
         a = self._host_array(x)
@@ -187,6 +190,7 @@ class ArrayApiStrictAdapter(Adapter):
             readonly=not flags & _WRITEABLE,
             layout=layout,
             aligned=bool(flags & _ALIGNED),
+            flags=self.stride_flags(st, a.shape, a.itemsize),
             itemsize=a.dtype.itemsize,
         )
 
@@ -199,7 +203,17 @@ class ArrayApiStrictAdapter(Adapter):
         return d
 
     def data_pointer(self, x: Any) -> int | None:
-        return int(_numpy_view(x).__array_interface__["data"][0])
+        try:  # the wrapped ndarray (DLPack cannot export strides that are not a multiple of the itemsize)
+            return int(self._host_array(x).__array_interface__["data"][0])
+        except BufferError:
+            return None
+
+    def byte_strides(self, x: Any) -> tuple[int, ...] | None:
+        """Strides in bytes, for ``arrayferry.shares_memory`` (any strides, odd ones too)."""
+        try:
+            return tuple(self._host_array(x).strides)
+        except BufferError:
+            return None
 
     def parse_device(self, obj: Any) -> Device | None:
         if isinstance(obj, self.namespace().Device):

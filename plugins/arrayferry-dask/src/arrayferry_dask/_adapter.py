@@ -87,7 +87,17 @@ def materialise(x: Any) -> Any:
         from ._chunks import convert_chunks
 
         x = convert_chunks(x, "numpy")
-    out = x.compute()
+    try:
+        out = x.compute()
+    except Exception as exc:
+        # the graph's own tasks failed (the caller's computation, or its data): not arrayferry's
+        # error to rename; arrayferry re-raises it as it is (see arrayferry._plan.failure)
+        exc.add_note(f"arrayferry: raised while computing the dask graph ({x.npartitions} chunk(s)) to convert it")
+        try:
+            exc.__arrayferry_passthrough__ = True  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type without a __dict__
+            pass
+        raise
     if not isinstance(out, np.ndarray):  # reductions compute to NumPy scalars
         out = np.asarray(out)
     return out
@@ -98,7 +108,8 @@ def _materialised(arr: Any) -> Any:
 
 
 def _from_numpy(arr: Any) -> Any:
-    return sys.modules["dask.array"].from_array(arr, chunks="auto")
+    # dask cannot size chunks of object arrays automatically: those become one chunk
+    return sys.modules["dask.array"].from_array(arr, chunks=-1 if arr.dtype.hasobject else "auto")
 
 
 class DaskAdapter(Adapter):
@@ -112,6 +123,7 @@ class DaskAdapter(Adapter):
     install_hint = "arrayferry-dask"
     #: Dask arrays are immutable: nothing is ever written through one.
     readonly_capable = True
+    numpy_dtypes = True  # any NumPy dtype, datetime64 and strings included
     host_export = True
     host_import = True
     dlpack_export = False
@@ -158,6 +170,29 @@ class DaskAdapter(Adapter):
 
     def device_of(self, x: Any) -> Device:
         return _CPU
+
+    def memory_parts(self, x: Any) -> list[Any]:
+        """The arrays ``x``'s graph holds in memory for its chunks, for ``arrayferry.shares_memory``.
+
+        ``from_array`` chunks are views of the source; ``persist()`` stores computed chunks; a chunk
+        that is still a task holds no memory yet (a lazy graph shares memory with nothing).
+        """
+        from dask.core import flatten
+
+        from arrayferry import framework_of
+
+        graph = x.dask
+        parts = []
+        for key in flatten(x.__dask_keys__()):
+            try:
+                v = graph[key]
+            except KeyError:
+                continue
+            if type(v).__name__ == "DataNode":  # dask's task spec wraps literal values
+                v = getattr(v, "value", v)
+            if framework_of(v) is not None and framework_of(v) != self.name:
+                parts.append(v)
+        return parts
 
     # -- routes ------------------------------------------------------------------------------
     def prepare(self, info: ArrayInfo) -> list[Step]:
