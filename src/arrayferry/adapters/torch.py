@@ -47,7 +47,7 @@ class TorchAdapter(Adapter):
     module = "torch"
     aliases = ("pytorch", "pt")
     distribution = "torch"
-    min_version = "2.13"  # the oldest torch the nox matrix tests (docs/matrix.md)
+    min_version = "2.11"  # the oldest torch the nox matrix tests: cell minimums(torch='2.11'), docs/matrix.md
     install_hint = "torch"
     readonly_capable = False
     host_export = True
