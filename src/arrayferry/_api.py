@@ -54,7 +54,8 @@ def _source_adapter(x: Any) -> Adapter:
                 f"No registered framework owns objects of type {tp.__module__}.{tp.__qualname__}.",
                 [f"registered frameworks: {', '.join(sorted(reg.adapters)) or 'none'}",
                  f"protocols the object offers: {', '.join(protocols) or 'none'}"],
-                hint="install or register the plugin for its framework (pip install 'arrayferry[jax]', ...), "
+                hint="install or register the plugin for its framework (pip install 'arrayferry[jax]'; the others: "
+                "docs/install.md), "
                 "or convert lists and scalars with numpy.asarray first",
             )
         )

@@ -433,13 +433,12 @@ def _min_version_problem(adapter: Adapter) -> str | None:
             except ValueError:
                 too_old = False  # an unparseable version is not refused
             if too_old:
-                req = adapter.install_hint or adapter.distribution or adapter.module
                 msg = format_message(
                     f"{adapter.name} {installed} is installed, but arrayferry's {adapter.name} adapter needs "
                     f"{adapter.name} >= {minimum}.",
                     [f"version read from the {adapter.distribution or adapter.module!r} distribution; "
                      f"the oldest supported versions are tested in the nox matrix (docs/matrix.md)"],
-                    hint=f"upgrade: pip install --upgrade '{req}>={minimum}'",
+                    hint=f"upgrade: {adapter.install_command(upgrade=True)}",
                 )
         _CHECKED[key] = msg
     return msg

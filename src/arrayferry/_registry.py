@@ -257,8 +257,8 @@ class Registry:
             format_message(
                 f"Unknown target framework {to!r}.",
                 tried,
-                hint="pass one of the names above (or the module object); plugins install with "
-                "pip install 'arrayferry[jax]' / 'arrayferry[dask]'",
+                hint="pass one of the names above (or the module object); a plugin framework needs its plugin: "
+                "pip install 'arrayferry[jax]' (the others: docs/install.md)",
             )
         )
 

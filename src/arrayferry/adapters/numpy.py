@@ -45,7 +45,6 @@ class NumpyAdapter(Adapter):
     aliases = ("np",)
     distribution = "numpy"
     min_version = "1.26"
-    install_hint = "numpy"
     readonly_capable = True
     host_export = True
     host_import = True

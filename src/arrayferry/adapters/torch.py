@@ -48,7 +48,8 @@ class TorchAdapter(Adapter):
     aliases = ("pytorch", "pt")
     distribution = "torch"
     min_version = "2.11"  # the oldest torch the nox matrix tests: cell minimums(torch='2.11'), docs/matrix.md
-    install_hint = "torch"
+    # pinned: an open requirement takes the newest CUDA build, several GB (CPU-only builds: docs/install.md)
+    install_hint = "'torch==2.13.0'"
     readonly_capable = False
     host_export = True
     host_import = True

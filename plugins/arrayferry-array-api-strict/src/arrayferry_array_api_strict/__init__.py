@@ -99,7 +99,6 @@ class ArrayApiStrictAdapter(Adapter):
     aliases = ("xs", "array-api-strict", "array_api_strict.Array")
     distribution = "array-api-strict"
     min_version = "2.2"
-    install_hint = "arrayferry-array-api-strict"
     #: a read-only NumPy array wrapped by ``xs.asarray`` stays read-only (writes raise).
     readonly_capable = True
     host_export = True

@@ -109,7 +109,7 @@ class DaskAdapter(Adapter):
     aliases = ("dask.array", "da")
     distribution = "dask"
     min_version = "2024.8"
-    install_hint = "arrayferry-dask"
+    install_hint = "'dask[array]>=2024.8'"
     #: Dask arrays are immutable: nothing is ever written through one.
     readonly_capable = True
     host_export = True

@@ -99,7 +99,6 @@ class JaxAdapter(Adapter):
     aliases = ("jnp", "jax.numpy")
     distribution = "jax"
     min_version = "0.4.30"
-    install_hint = "arrayferry[jax]"
     readonly_capable = True  # JAX never writes into an array it holds
     host_export = True
     host_import = True
