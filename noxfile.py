@@ -96,13 +96,28 @@ def _row_name(plugin: Path) -> str:
     return PLUGIN_ROWS.get(plugin.name, "plugins-" + plugin.name.removeprefix("arrayferry-"))
 
 
-def _minimums(torch: str | None = None) -> list[str]:
-    """The pins of requirements/minimums.txt, torch replaced by ``torch`` when given."""
-    pins = [ln.split("#")[0].strip() for ln in (REQ / "minimums.txt").read_text().splitlines()]
-    pins = [p for p in pins if p]
+def _read_pins(path: Path) -> list[str]:
+    return [p for p in (ln.split("#")[0].strip() for ln in path.read_text().splitlines()) if p]
+
+
+def _pin_name(pin: str) -> str:
+    return re.split(r"[\[=<>]", pin, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _minimums(torch: str | None = None, plugin: Path | None = None) -> list[str]:
+    """The pins of requirements/minimums.txt, with a plugin's own minimums-<plugin>.txt over them
+    and torch replaced by ``torch`` when given."""
+    pins = _read_pins(REQ / "minimums.txt")
+    if plugin is not None:
+        over = {_pin_name(p): p for p in _read_pins(_own_minimums(plugin))}
+        pins = [over.pop(_pin_name(p), p) for p in pins] + list(over.values())
     if torch is not None:
-        pins = [torch if re.match(r"torch\b", p) else p for p in pins]
+        pins = [torch if _pin_name(p) == "torch" else p for p in pins]
     return pins
+
+
+def _own_minimums(plugin: Path) -> Path:
+    return REQ / f"minimums-{plugin.name}.txt"
 
 
 def _pytest(session: nox.Session, cell: str, *paths: str, extra: tuple[str, ...] = (), asked: list[str] | None = None,
@@ -134,10 +149,13 @@ def _passed(summary: Path) -> bool:
     return d.get("pytest_rc") == 0
 
 
-def _suites(session: nox.Session, name: str, asked: list[str]) -> None:
-    """Run the core suite and every installed plugin's suite as separate report rows; fail at the end."""
+def _suites(session: nox.Session, name: str, asked: list[str], plugins: list[Path] | None = None,
+            core: bool = True) -> None:
+    """Run the core suite and each plugin's suite as separate report rows; fail at the end."""
     failed = []
-    rows = [(f"{name}: tests", "tests")] + [(f"{name}: {_row_name(p)}", str(p / "tests")) for p in _plugin_dirs()]
+    plugins = _plugin_dirs() if plugins is None else plugins
+    rows = [(f"{name}: tests", "tests")] if core else []
+    rows += [(f"{name}: {_row_name(p)}", str(p / "tests")) for p in plugins]
     for row, path in rows:
         session.log(f"pytest {path} ({row})")
         if not _pytest(session, row, path, asked=asked, check=False):
@@ -189,22 +207,47 @@ def _minimums_cell(torch: str) -> None:
     pin = f"torch=={torch}.0"
     tags = ["matrix", "minimums"] + (["big"] if torch in BIG_TORCH else [])
 
+    plugins = [p for p in _plugin_dirs() if not _own_minimums(p).exists()]
+
     def cell(session: nox.Session) -> None:
         pins = _minimums(pin)
-        plugins = [a for p in _plugin_dirs() for a in ("-e", str(p))]
         # the pins go in the same pip call as what declares the minimums, so a pin below a
         # declared minimum (or a declared minimum above a pin) fails the install
-        session.install(*pins, "-e", ".[test,plot]", *plugins)
-        _suites(session, name, asked=pins)
+        session.install(*pins, "-e", ".[test,plot]", *[a for p in plugins for a in ("-e", str(p))])
+        _suites(session, name, asked=pins, plugins=plugins)
 
     cell.__doc__ = (f"Every declared minimum (requirements/minimums.txt) with torch {pin.split('==')[1]}, "
-                    f"Python {PY_OLDEST}: core and plugin suites.")
+                    f"Python {PY_OLDEST}: core and plugin suites (plugins with their own minimums aside).")
     nox.session(python=PYTHON, name=name, tags=tags, default=False)(cell)
-    MATRIX_CELLS[name] = [f"{name}: tests"] + [f"{name}: {_row_name(p)}" for p in _plugin_dirs()]
+    MATRIX_CELLS[name] = [f"{name}: tests"] + [f"{name}: {_row_name(p)}" for p in plugins]
 
 
 _minimums_cell("2.13")
 _minimums_cell("2.11")
+
+
+_OTHER_FRAMEWORKS = {"cupy-cuda12x", "jax", "jaxlib", "dask", "distributed", "matplotlib"}
+
+
+def _plugin_minimums_cell(plugin: Path) -> None:
+    """A plugin that raises a core minimum (requirements/minimums-<plugin>.txt): its suite on its own pins."""
+    name = f"minimums-{plugin.name.removeprefix('arrayferry-')}"
+
+    def cell(session: nox.Session) -> None:
+        # only what the plugin and its peers need: the other frameworks' minimums may not import
+        # beside the plugin's raised ones (CuPy 13.0 is built against NumPy 1)
+        pins = [p for p in _minimums(TORCH_DEFAULT, plugin=plugin) if _pin_name(p) not in _OTHER_FRAMEWORKS]
+        session.install(*pins, "-e", ".[test]", "-e", str(plugin))
+        _suites(session, name, asked=pins, plugins=[plugin], core=False)
+
+    cell.__doc__ = f"The {plugin.name} plugin's suite on its own minimums ({_own_minimums(plugin).relative_to(ROOT)})."
+    nox.session(python=PYTHON, name=name, tags=["matrix", "minimums"], default=False)(cell)
+    MATRIX_CELLS[name] = [f"{name}: {_row_name(plugin)}"]
+
+
+for _p in _plugin_dirs():
+    if _own_minimums(_p).exists():
+        _plugin_minimums_cell(_p)
 
 
 @nox.session(python=PYTHON_NEWEST, tags=["matrix", "newest", "big"], default=False)

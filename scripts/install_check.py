@@ -183,7 +183,7 @@ def bare(dist: Path) -> list[str]:
     e.follow_hint(CONVERT, "torch", error="UnknownFrameworkError", command="pip install 'torch==2.13.0'")
     e.follow_hint(BF16, error="UnsupportedDTypeError", command="pip install 'ml_dtypes>=0.4'")
     e.follow_hint(CONVERT, "jax", error="UnknownFrameworkError", command="pip install 'arrayferry[jax]'")
-    e.follow_hint(NAMESPACE, error="ArrayFerryError", command="pip install 'array-api-compat>=1.9'")
+    e.follow_hint(NAMESPACE, error="ArrayFerryError", command="pip install 'array-api-compat>=1.12'")
     # the CLI's --plot without matplotlib
     r = e.sh("arrayferry matrix --frameworks numpy,torch --repeat 1 --plot m.png", check=False)
     if r.returncode == 0 or "Hint: pip install 'arrayferry[plot]'" not in r.stderr + r.stdout:
@@ -204,7 +204,6 @@ def unregistered_jax(dist: Path) -> list[str]:
 
 def extra(name: str, target: str, framework_dist: str, hint: str) -> object:
     def scenario(dist: Path) -> list[str]:
-        f"""``pip install 'arrayferry[{name}]'`` converts; without {framework_dist} the hint reinstalls it."""
         e = Env(f"extra-{name}", dist)
         e.pip(f"pip install 'arrayferry[{name}]'")
         e.expect_ok(CONVERT, target)
@@ -213,6 +212,7 @@ def extra(name: str, target: str, framework_dist: str, hint: str) -> object:
         return e.ran
 
     scenario.__name__ = f"extra_{name}"
+    scenario.__doc__ = f"pip install 'arrayferry[{name}]' converts; without {framework_dist} the hint reinstalls it."
     return scenario
 
 
@@ -220,9 +220,9 @@ def too_old(dist: Path) -> list[str]:
     """A framework older than the adapter's min_version: the upgrade hint, run as written."""
     e = Env("too-old", dist)
     e.pip("pip install 'arrayferry[array-api-strict]'")
-    e.sh("pip install 'array-api-strict==2.1.3'")  # below the declared minimum, 2.2 (pip warns)
+    e.sh("pip install 'array-api-strict==2.2'")  # below the declared minimum, 2.3 (pip warns)
     e.follow_hint(CONVERT, "array_api_strict", error="UnknownFrameworkError",
-                  command="pip install --upgrade 'array-api-strict>=2.2'")
+                  command="pip install --upgrade 'array-api-strict>=2.3'")
     return e.ran
 
 
@@ -259,9 +259,9 @@ SCENARIOS = {
     "bare": bare,
     "unregistered-jax": unregistered_jax,
     "extra-jax": extra("jax", "jax", "jax", "pip install 'jax>=0.4.30'"),
-    "extra-dask": extra("dask", "dask", "dask", "pip install 'dask[array]>=2024.8'"),
+    "extra-dask": extra("dask", "dask", "dask", "pip install 'dask[array]>=2025.2'"),
     "extra-array-api-strict": extra("array-api-strict", "array_api_strict", "array-api-strict",
-                                    "pip install 'array-api-strict>=2.2'"),
+                                    "pip install 'array-api-strict>=2.3'"),
     "extra-torch": extra("torch", "torch", "torch", "pip install 'torch==2.13.0'"),
     "too-old": too_old,
     "cupy": cupy,

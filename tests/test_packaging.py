@@ -19,8 +19,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = [ROOT / "pyproject.toml", *sorted(ROOT.glob("plugins/*/pyproject.toml"))]
 #: Extras that hold tools for developing arrayferry, not what a user runs it with.
@@ -197,5 +195,5 @@ def test_every_hint_command_is_run_by_the_install_check() -> None:
     # are the same requirements as the install hints, which are run
     not_provoked = {"pip install --upgrade numpy>=1.26", "pip install numpy>=1.26", "pip install --upgrade torch==2.13.0",
                     "pip install --upgrade cupy-cuda12x>=13.0", "pip install --upgrade jax>=0.4.30",
-                    "pip install --upgrade dask[array]>=2024.8", "pip install -e plugins/arrayferry-jax"}
+                    "pip install --upgrade dask[array]>=2025.2", "pip install -e plugins/arrayferry-jax"}
     assert hints - scripted - not_provoked == set(), sorted(hints - scripted - not_provoked)

@@ -217,7 +217,8 @@ def _capsule_info(capsule: Any) -> tuple[tuple[int, int] | None, int | None]:
 
 
 def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[str, str]], what: str) -> bool:
-    """Call; False only when the call was refused for not knowing ``keyword``."""
+    """Call; False only when the call was refused for not knowing ``keyword`` (a TypeError naming it,
+    or NotImplementedError: the keyword is in the signature but not supported)."""
     try:
         call()
         return True
@@ -227,6 +228,9 @@ def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[s
             return False
         errors.append((what, f"{type(exc).__name__}: {exc}"))
         return True
+    except NotImplementedError as exc:  # in the signature, not implemented (array-api-strict 2.2's max_version, copy)
+        errors.append((what, f"{type(exc).__name__}: {exc}"))
+        return False
     except Exception as exc:  # the keyword was taken; something else failed
         errors.append((what, f"{type(exc).__name__}: {exc}"))
         return True
