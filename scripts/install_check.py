@@ -12,7 +12,7 @@ only exist in ``dist/`` until then. Hint scenarios provoke the error, take the `
 command out of its ``Hint:`` line, run it, and repeat the call, which must then succeed.
 
 Afterwards every ``pip install`` command found in README.md, docs/ and the plugins' READMEs that
-no scenario ran is run in a fresh environment from the repository root. ``--list`` prints the
+no scenario ran is run, in turn, in one more fresh environment from the repository root. ``--list`` prints the
 commands the hints and docs contain (tests/test_packaging.py checks them without installing).
 Exit status 1 when anything failed; a summary table is printed at the end.
 """
@@ -296,13 +296,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  FAILED: {exc}", flush=True)
             results.append((name, "FAILED", time.monotonic() - started))
     if "docs" in wanted:
-        for i, (f, command) in enumerate(sorted(set(doc_commands()))):
-            if command in ran or command in RUN_BY_CI:
+        # one fresh environment, the commands in turn, each exactly as the doc writes it
+        todo = [(f, c) for f, c in sorted(set(doc_commands())) if c not in ran and c not in RUN_BY_CI]
+        env = Env("docs", a.dist) if todo else None
+        for f, command in todo:
+            if command in ran:
                 continue
             started = time.monotonic()
             print(f"== docs: {command} ({f})", flush=True)
             try:
-                Env(f"doc-{i}", a.dist).pip(command)
+                env.pip(command)  # type: ignore[union-attr]
                 ran.add(command)
                 results.append((f"{f}: {command}", "passed", time.monotonic() - started))
             except Failed as exc:
