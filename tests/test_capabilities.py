@@ -223,8 +223,8 @@ def test_array_copy_keyword(fw: tuple[str, Any, Capabilities]) -> None:
     if got.array_copy:
         a = x.__array__(copy=True)
         assert np.array_equal(a, np.arange(2, dtype=np.float32))
-    else:
-        with pytest.raises(TypeError, match="copy|keyword"):
+    else:  # no copy= keyword, or no __array__ at all (array-api-strict 2.6 on Python >= 3.12)
+        with pytest.raises(TypeError, match="copy|keyword|__array__"):
             x.__array__(copy=True)
 
 

@@ -313,7 +313,14 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fields["array_copy"] = _accepts_keyword(lambda: arr_fn(copy=True), "copy", errors, "__array__(copy=True)")
+            try:
+                arr_fn()
+                usable = True
+            except Exception as exc:  # array-api-strict 2.6 on Python >= 3.12: use __buffer__ instead
+                errors.append(("__array__()", f"{type(exc).__name__}: {exc}"))
+                usable = False
+            fields["array_copy"] = usable and _accepts_keyword(lambda: arr_fn(copy=True), "copy", errors,
+                                                               "__array__(copy=True)")
 
     # consumer side
     consume = _consumer(name, adapter)
