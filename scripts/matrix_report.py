@@ -148,9 +148,11 @@ SHOW_FAILING = 12
 
 INTRO = [
     "Cells: `minimums(torch=...)` installs exactly every declared minimum (`requirements/minimums.txt`: NumPy,",
-    "pluggy, ml_dtypes, CuPy (planning and error paths: no GPU here), array-api-compat, matplotlib, JAX, Dask,",
-    "array-api-strict) on the oldest Python declared, with torch 2.13.0 (the CPU wheel; CI runs it) and with",
-    "torch 2.11.0 (torch's declared minimum, a CUDA build run on the CPU, tag `big`). `newest` asks pip for no",
+    "pluggy, ml_dtypes, CuPy (planning and error paths: no GPU here), array-api-compat, matplotlib, JAX, Dask)",
+    "on the oldest Python declared, with torch 2.13.0 (the CPU wheel; CI runs it) and with torch 2.11.0",
+    "(torch's declared minimum, a CUDA build run on the CPU, tag `big`); `minimums-array-api-strict` does the",
+    "same for that plugin, which raises NumPy's minimum (`requirements/minimums-arrayferry-array-api-strict.txt`).",
+    "`newest` asks pip for no",
     "version at all on the newest Python declared: it ran whatever the package index served on the date in its",
     "`run` column, and the versions column says what that was; rerun it (`nox -s matrix -- newest`) to test",
     "today's releases. Each session runs the core suite and every plugin's suite, one row each. The minimums",
