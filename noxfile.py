@@ -265,6 +265,23 @@ def newest(session: nox.Session) -> None:
 MATRIX_CELLS["newest"] = ["newest: tests"] + [f"newest: {_row_name(p)}" for p in _plugin_dirs()]
 
 
+#: What the GPU test host runs (scripts/gpu-check), here on the CPU: the same releases, so a failure
+#: there that is not about the GPU shows here first.
+GPU_HOST = ["numpy==2.5.2", "torch==2.11.0", "jax==0.11.2", "jaxlib==0.11.2", "cupy-cuda13x==14.2.0"]
+
+
+@nox.session(python=PYTHON_NEWEST, name="gpu-host-versions", tags=["matrix", "big"], default=False)
+def gpu_host_versions(session: nox.Session) -> None:
+    """The GPU test host's releases (Python 3.12, torch 2.11.0, NumPy 2.5.2, JAX 0.11.2, CuPy 14.2.0) on the CPU."""
+    plugins = [a for p in _plugin_dirs() for a in ("-e", str(p))]
+    session.install(*GPU_HOST, "-e", ".[test]", *plugins)
+    _suites(session, "gpu-host-versions", asked=GPU_HOST)
+
+
+MATRIX_CELLS["gpu-host-versions"] = (["gpu-host-versions: tests"]
+                                     + [f"gpu-host-versions: {_row_name(p)}" for p in _plugin_dirs()])
+
+
 @nox.session(python=PYTHON, name="tests(numpy='2.0', torch='2.13')", tags=["matrix", "core"], default=False)
 def tests_numpy20(session: nox.Session) -> None:
     """Core suite on the first NumPy 2 release line (legacy DLPack, ``__array__(copy=)``) and torch 2.13.0."""
