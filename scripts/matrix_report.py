@@ -152,7 +152,7 @@ INTRO = [
     "on the oldest Python declared, with torch 2.13.0 (the CPU wheel; CI runs it) and with torch 2.11.0",
     "(torch's declared minimum, a CUDA build run on the CPU, tag `big`); `minimums-array-api-strict` does the",
     "same for that plugin, which raises NumPy's minimum (`requirements/minimums-arrayferry-array-api-strict.txt`).",
-    "`newest` asks pip for no",
+    "`gpu-host-versions` runs the GPU test host's releases on the CPU. `newest` asks pip for no",
     "version at all on the newest Python declared: it ran whatever the package index served on the date in its",
     "`run` column, and the versions column says what that was; rerun it (`nox -s matrix -- newest`) to test",
     "today's releases. Each session runs the core suite and every plugin's suite, one row each. The minimums",
