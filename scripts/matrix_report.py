@@ -1,7 +1,8 @@
 """Helpers for the nox version matrix (standard library only, except ``versions``).
 
-``versions --out FILE``
-    run inside a cell's virtualenv: records Python and framework versions, and what
+``versions --out FILE [--asked JSON]``
+    run inside a cell's virtualenv: records Python and framework versions, what the session
+    asked pip for (``--asked``: pins, or bare names for "the newest release"), and what
     ``arrayferry._capabilities`` probed for each installed framework.
 ``pytest CELL --junit X --versions V --out J -- ARGS``
     run inside a cell's virtualenv: runs pytest (streaming its output), then ``summarize``;
@@ -27,10 +28,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-FRAMEWORKS = ["numpy", "torch", "jax", "jaxlib", "array-api-strict", "dask", "ml_dtypes", "cupy-cuda12x"]
+FRAMEWORKS = ["numpy", "torch", "jax", "jaxlib", "array-api-strict", "dask", "distributed", "ml_dtypes", "pluggy",
+              "cupy-cuda12x", "cupy-cuda13x", "array-api-compat", "matplotlib"]
 
 
-def versions(out: Path) -> None:
+def versions(out: Path, asked: list[str] | None = None) -> None:
     """Record versions and probed capabilities of the current environment."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -52,7 +54,7 @@ def versions(out: Path) -> None:
                 caps[name] = f"not probed ({type(exc).__name__})"
     except Exception as exc:
         caps["error"] = f"{type(exc).__name__}: {exc}"
-    data = {"python": platform.python_version(), "versions": found,
+    data = {"python": platform.python_version(), "versions": found, "asked": asked or [],
             "capabilities": {k: v for k, v in caps.items() if not v.startswith("not probed")}}
     out.write_text(json.dumps(data, indent=2))
 
@@ -93,7 +95,10 @@ def run_pytest(cell: str, xml: Path, versions_file: Path, out: Path, args: list[
 def summarize(cell: str, xml: Path, seconds: float, versions_file: Path | None, out: Path,
               rc: int | None = None, crash: str | None = None) -> dict[str, Any]:
     """Summarise one cell's JUnit XML."""
-    data: dict[str, Any] = {"cell": cell, "pytest_seconds": round(seconds, 1), "pytest_rc": rc}
+    import time
+
+    data: dict[str, Any] = {"cell": cell, "pytest_seconds": round(seconds, 1), "pytest_rc": rc,
+                            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if versions_file is not None and versions_file.exists():
         data.update(json.loads(versions_file.read_text()))
     if crash:
@@ -154,11 +159,18 @@ def _slug_of(cell: str) -> str:
 
 
 INTRO = [
-    "Cells: the core suite (`tests/`) on NumPy 1.26 (the oldest supported), 2.0 and the newest, with torch",
-    "2.13.0 (the oldest supported; CPU wheel) and 2.14.1 (a CUDA build run on CPU, 5.5 GB installed, tag `big`);",
-    "the JAX plugin's suite on its oldest supported JAX release and the newest; each other plugin's own suite. torch is always pinned exactly.",
-    "Minimum versions are declared in `pyproject.toml` and `Adapter.min_version`, and checked at run time",
-    "(`arrayferry._capabilities.check_min_version`).",
+    "Cells: `minimums(torch=...)` installs exactly every declared minimum (`requirements/minimums.txt`: NumPy,",
+    "pluggy, ml_dtypes, CuPy (planning and error paths: no GPU here), array-api-compat, matplotlib, JAX, Dask)",
+    "on the oldest Python declared, with torch 2.13.0 (the CPU wheel; CI runs it) and with torch 2.11.0",
+    "(torch's declared minimum, a CUDA build run on the CPU, tag `big`); `minimums-array-api-strict` does the",
+    "same for that plugin, which raises NumPy's minimum (`requirements/minimums-arrayferry-array-api-strict.txt`).",
+    "`gpu-host-versions` runs the GPU test host's releases on the CPU. `newest` asks pip for no",
+    "version at all on the newest Python declared: it ran whatever the package index served on the date in its",
+    "`run` column, and the versions column says what that was; rerun it (`nox -s matrix -- newest`) to test",
+    "today's releases. Each session runs the core suite and every plugin's suite, one row each. The minimums",
+    "are checked at run time too (`Adapter.min_version`, `arrayferry._capabilities.check_min_version`), and",
+    "`tests/test_packaging.py` checks that every declared minimum is pinned in `requirements/minimums.txt`",
+    "and shown passing here (`docs/matrix.json` holds these rows as data).",
     "",
     "Each cell also records what `arrayferry._capabilities` probed on its versions (\"Probed:\" lines below):",
     "the planner asks these answers (\"does this NumPy's `__dlpack__` accept `max_version`?\"), never the version",
@@ -264,6 +276,12 @@ def render(results: Path, out: Path, order: list[str], committed: Path = COMMITT
         if not target.exists() or json.loads(target.read_text()) != d:
             target.write_text(json.dumps(d, indent=2) + "\n")
     out.write_text(render_found(found, order))
+    # the rows as data (docs/matrix.json next to docs/matrix.md): what tests/test_packaging.py reads
+    cells = [c for c in order if c in found] + sorted(c for c in found if c not in order)
+    keep = ("cell", "session", "python", "versions", "asked", "finished", "passed", "failed", "errors", "skipped",
+            "xfailed", "pytest_rc", "rc", "crash", "skipped_session")
+    data = [{k: found[c][k] for k in keep if k in found[c]} | {"result": _status(found[c]).strip("*")} for c in cells]
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def render_text(results: Path, order: list[str]) -> str:
@@ -294,7 +312,7 @@ def render_found(found: dict[str, dict[str, Any]], order: list[str]) -> str:
         failed = d.get("failed", 0) + d.get("errors", 0)
         lines.append(
             f"| [{_escape(c)}](#{cell_anchor(c)}) | {_status(d)} | {d.get('passed', 0)} | {failed} | "
-            f"{d.get('skipped', 0)} | {d.get('xfailed', 0)} | {d.get('wall_seconds', d.get('junit_seconds', ''))} |"
+            f"{d.get('skipped', 0)} | {d.get('xfailed', 0)} | {d.get('session_seconds', d.get('wall_seconds', d.get('junit_seconds', '')))} |"
         )
     lines += ["", "failed counts failures and errors; seconds is the whole session (install included) when "
               "`nox -s matrix` ran it, else pytest's time. Versions and the run date of each cell are in its details."]
@@ -328,10 +346,14 @@ def render_found(found: dict[str, dict[str, Any]], order: list[str]) -> str:
         if d.get("finished") or d.get("junit_seconds") is not None:
             timing = ", ".join(x for x in (
                 f"pytest {d['junit_seconds']} s" if d.get("junit_seconds") is not None else "",
-                f"session {d['wall_seconds']} s" if d.get("wall_seconds") is not None else "") if x)
+                f"session {d.get('session_seconds', d.get('wall_seconds'))} s"
+                if d.get("session_seconds", d.get("wall_seconds")) is not None else "") if x)
             lines.append(f"- Run: {d.get('finished') or 'date not recorded'}" + (f" ({timing})" if timing else ""))
         if d.get("note"):
             lines.append(f"- Note: {md_text(d['note'])}")
+        if d.get("asked"):
+            lines.append("- Asked pip for: " + ", ".join(f"`{a}`" for a in d["asked"])
+                         + f"; ran on {d.get('finished', '?')} with Python {d.get('python', '?')}")
         if d.get("crash") and d["crash"] != d.get("note"):
             lines.append(f"- Crash: {md_text(d['crash'])}")
         for cap in d.get("capabilities", {}).values():
@@ -363,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("versions")
     v.add_argument("--out", type=Path, required=True)
+    v.add_argument("--asked", default="[]", help="JSON list of the requirements the session asked pip for")
     p = sub.add_parser("pytest", help="run pytest for a cell and summarise it; arguments after -- go to pytest")
     p.add_argument("cell")
     p.add_argument("--junit", type=Path, required=True)
@@ -379,16 +402,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--results", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--cells", default="[]", help="JSON list of cells in display order")
+    r.add_argument("--committed", type=Path, default=COMMITTED,
+                   help="the committed summaries to render with and update (default docs/data/matrix)")
     a = ap.parse_args(argv)
     if a.cmd == "versions":
-        versions(a.out)
+        versions(a.out, json.loads(a.asked))
     elif a.cmd == "pytest":
         args = a.args[1:] if a.args[:1] == ["--"] else a.args
         return run_pytest(a.cell, a.junit, a.versions, a.out, args)
     elif a.cmd == "summarize":
         summarize(a.cell, a.xml, a.seconds, a.versions, a.out)
     else:
-        render(a.results, a.out, json.loads(a.cells))
+        render(a.results, a.out, json.loads(a.cells), a.committed)
     return 0
 
 

@@ -258,7 +258,7 @@ def test_missing_ml_dtypes_gives_unsupported_dtype_error_with_hint() -> None:
         assert name == "UnsupportedDTypeError", (key, out[key])
         assert "TypeError" in mro and "ArrayFerryError" in mro
         assert "bfloat16" in msg and "ml_dtypes" in msg, msg
-        assert msg.strip().splitlines()[-1].startswith("Hint: pip install ml_dtypes"), msg
+        assert msg.strip().splitlines()[-1].startswith("Hint: pip install 'ml_dtypes>=0.4'"), msg
     # torch alone, and torch's own cast, need no ml_dtypes
     assert out["torch-to-torch"] == ["ok", "torch.bfloat16"]
 

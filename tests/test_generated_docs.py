@@ -184,7 +184,8 @@ def test_matrix_render_fits_and_renders(tmp_path: Path) -> None:
     res = _synthetic_results(tmp_path)
     out = tmp_path / "matrix.md"
     assert report.main(["render", "--results", str(res), "--out", str(out),  # type: ignore[attr-defined]
-                        "--cells", json.dumps(["plugins-dask", "tests(numpy='1.26', torch='2.13')", "never-run"])]) == 0
+                        "--cells", json.dumps(["plugins-dask", "tests(numpy='1.26', torch='2.13')", "never-run"]),
+                        "--committed", str(tmp_path / "committed")]) == 0
     text = out.read_text()
     header = next(ln for ln in text.splitlines() if ln.startswith("| cell |"))
     assert header.count("|") - 1 <= 7, header  # 7 columns: fits a 1280 px window

@@ -136,7 +136,8 @@ class Adapter:
     distribution: str | None = None
     #: Oldest supported version (checked with a clear message when the adapter is first used).
     min_version: str | None = None
-    #: The pip requirement that installs the framework, for hints.
+    #: What hints tell users to type after ``pip install`` (quoted for the shell) to get a supported
+    #: release of the framework; ``None`` means ``'<distribution>>=<min_version>'``.
     install_hint: str | None = None
     #: True when a zero-copy result can be made read-only or the framework never writes in place.
     readonly_capable: bool = False
@@ -187,9 +188,17 @@ class Adapter:
                 format_message(
                     f"Framework {self.name!r} is registered but its module {self.module!r} cannot be imported.",
                     [f"import {self.module} raised {type(exc).__name__}: {exc}"],
-                    hint=f"pip install {self.install_hint or self.distribution or self.module}",
+                    hint=self.install_command(),
                 )
             ) from exc
+
+    def install_command(self, upgrade: bool = False) -> str:
+        """The pip command a hint gives to install (or upgrade to) a supported release of the framework."""
+        req = self.install_hint
+        if req is None:
+            dist = self.distribution or self.module
+            req = f"'{dist}>={self.min_version}'" if self.min_version else dist
+        return f"pip install {'--upgrade ' if upgrade else ''}{req}"
 
     def is_installed(self) -> bool:
         """True when the framework could be imported (checked without importing it)."""

@@ -77,7 +77,8 @@ def _unknown_hint(x: Any) -> str:
                 "arrayferry.convert_tree(x, to) converts the arrays inside it")
     if isinstance(x, dict):
         return "x is a dict, not an array: arrayferry.convert_tree(x, to) converts the arrays inside it"
-    return ("install or register the plugin for its framework (pip install 'arrayferry[jax]', ...), "
+    return ("install or register the plugin for its framework (pip install 'arrayferry[jax]'; the others: "
+            "docs/install.md), "
             "or convert it to a NumPy array first (numpy.asarray(x))")
 
 

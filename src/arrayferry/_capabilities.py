@@ -217,7 +217,8 @@ def _capsule_info(capsule: Any) -> tuple[tuple[int, int] | None, int | None]:
 
 
 def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[str, str]], what: str) -> bool:
-    """Call; False only when the call was refused for not knowing ``keyword``."""
+    """Call; False only when the call was refused for not knowing ``keyword`` (a TypeError naming it,
+    or NotImplementedError: the keyword is in the signature but not supported)."""
     try:
         call()
         return True
@@ -227,6 +228,9 @@ def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[s
             return False
         errors.append((what, f"{type(exc).__name__}: {exc}"))
         return True
+    except NotImplementedError as exc:  # in the signature, not implemented (array-api-strict 2.2's max_version, copy)
+        errors.append((what, f"{type(exc).__name__}: {exc}"))
+        return False
     except Exception as exc:  # the keyword was taken; something else failed
         errors.append((what, f"{type(exc).__name__}: {exc}"))
         return True
@@ -309,7 +313,14 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fields["array_copy"] = _accepts_keyword(lambda: arr_fn(copy=True), "copy", errors, "__array__(copy=True)")
+            try:
+                arr_fn()
+                usable = True
+            except Exception as exc:  # array-api-strict 2.6 on Python >= 3.12: use __buffer__ instead
+                errors.append(("__array__()", f"{type(exc).__name__}: {exc}"))
+                usable = False
+            fields["array_copy"] = usable and _accepts_keyword(lambda: arr_fn(copy=True), "copy", errors,
+                                                               "__array__(copy=True)")
 
     # consumer side
     consume = _consumer(name, adapter)
@@ -433,13 +444,12 @@ def _min_version_problem(adapter: Adapter) -> str | None:
             except ValueError:
                 too_old = False  # an unparseable version is not refused
             if too_old:
-                req = adapter.install_hint or adapter.distribution or adapter.module
                 msg = format_message(
                     f"{adapter.name} {installed} is installed, but arrayferry's {adapter.name} adapter needs "
                     f"{adapter.name} >= {minimum}.",
                     [f"version read from the {adapter.distribution or adapter.module!r} distribution; "
                      f"the oldest supported versions are tested in the nox matrix (docs/matrix.md)"],
-                    hint=f"upgrade: pip install --upgrade '{req}>={minimum}'",
+                    hint=f"upgrade: {adapter.install_command(upgrade=True)}",
                 )
         _CHECKED[key] = msg
     return msg

@@ -53,7 +53,7 @@ def namespace_for(framework: str, example: Any = None) -> Any:
         raise ArrayFerryError(
             format_message(
                 f"An array-API namespace for {framework!r} was asked for, but array-api-compat is not installed.",
-                hint="pip install array-api-compat",
+                hint="pip install 'array-api-compat>=1.12'",
             )
         ) from exc
     if example is not None:

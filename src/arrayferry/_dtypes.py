@@ -185,7 +185,7 @@ def numpy_dtype(name: str) -> Any:
                 format_message(
                     f"NumPy has no {name} dtype without the ml_dtypes package.",
                     [f"{name} arrays are handed to NumPy as ml_dtypes.{name} (bits reinterpreted, no copy)"],
-                    hint="pip install ml_dtypes (or pip install 'arrayferry[torch]')",
+                    hint="pip install 'ml_dtypes>=0.4'",
                 )
             ) from None
         return np.dtype(getattr(ml_dtypes, name))

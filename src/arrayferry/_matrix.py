@@ -293,7 +293,7 @@ def usable_frameworks(only: Sequence[str] | None = None) -> tuple[dict[str, str 
         if a.name in usable or a.name in skipped:
             continue
         if not a.is_installed():
-            skipped[a.name] = f"not installed (pip install {a.install_hint or a.distribution or a.module})"
+            skipped[a.name] = f"not installed ({a.install_command()})"
             continue
         try:
             a.namespace()

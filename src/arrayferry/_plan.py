@@ -571,7 +571,7 @@ def build_template(
 
 def _dtype_hint(src: str, dst: str) -> str:
     if src in ML_DTYPES or dst in ML_DTYPES:
-        return "pip install ml_dtypes (NumPy needs it for bfloat16 and float8 types)"
+        return "pip install 'ml_dtypes>=0.4' (NumPy needs it for bfloat16 and float8 types)"
     return "pass dtype= with a type both frameworks support"
 
 

@@ -104,6 +104,8 @@ class Registry:
         try:
             pname = self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):  # pluggy < 1.5 leaves it half registered
+                self.pm.unregister(plugin)
             text = str(exc)
             hook = text.split("for hook '", 1)[1].split("'", 1)[0] if "for hook '" in text else "?"
             sig = text.split("hookimpl definition: ", 1)[1].split("\n", 1)[0] if "hookimpl definition: " in text else "?"
@@ -257,8 +259,8 @@ class Registry:
             format_message(
                 f"Unknown target framework {to!r}.",
                 tried,
-                hint="pass one of the names above (or the module object); plugins install with "
-                "pip install 'arrayferry[jax]' / 'arrayferry[dask]'",
+                hint="pass one of the names above (or the module object); a plugin framework needs its plugin: "
+                "pip install 'arrayferry[jax]' (the others: docs/install.md)",
             )
         )
 

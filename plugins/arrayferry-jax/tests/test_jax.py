@@ -266,8 +266,12 @@ def test_torch_to_jax_alignment(jax: Any, torch: Any, offset: int) -> None:
 def test_read_only_numpy_goes_by_device_put_not_dlpack(jax: Any, at: Any) -> None:
     a = at(np.arange(8, dtype=np.float32))
     a.flags.writeable = False
-    with pytest.raises(BufferError):  # the trap itself
-        jax.dlpack.from_dlpack(a)
+    try:  # the trap itself: BufferError up to jax 0.10 with NumPy 2.4; jax 0.12 with NumPy 2.5 imports it
+        native = jax.dlpack.from_dlpack(a)
+    except BufferError:
+        pass
+    else:
+        same_bits(np.asarray(native), a)
     p = af.plan(a, "jax")
     assert p.route == "host" and p.zero_copy
     assert any(r == "dlpack" and "read-only" in why for r, why in p.refused)

@@ -85,7 +85,6 @@ class CupyAdapter(Adapter):
     aliases = ("cp",)
     distribution = "cupy-cuda12x"
     min_version = "13.0"
-    install_hint = "cupy-cuda12x"
     readonly_capable = False
     host_export = True
     host_import = True

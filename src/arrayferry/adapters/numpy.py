@@ -59,7 +59,6 @@ class NumpyAdapter(Adapter):
     aliases = ("np",)
     distribution = "numpy"
     min_version = "1.26"
-    install_hint = "numpy"
     readonly_capable = True
     numpy_dtypes = True  # any NumPy dtype, datetime64 and strings included
     host_export = True

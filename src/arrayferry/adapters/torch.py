@@ -50,9 +50,10 @@ class TorchAdapter(Adapter):
     #: The oldest torch whose routes the planner can serve, by capability: uint16/uint32/uint64
     #: tensors (every canonical dtype maps to ``torch.<name>``) first exist in 2.3; everything else
     #: the routes call (``from_dlpack``, ``resolve_conj``/``resolve_neg``, ``ExternalStream``) is
-    #: older. The nox cell ``tests(numpy='1.26', torch='2.3')`` runs the core suite on 2.3.1.
+    #: older. The nox cell ``minimums(torch='2.3')`` runs the suites on it (docs/matrix.md).
     min_version = "2.3"
-    install_hint = "torch"
+    # pinned: an open requirement takes the newest CUDA build, several GB (CPU-only builds: docs/install.md)
+    install_hint = "'torch==2.13.0'"
     readonly_capable = False
     host_export = True
     host_import = True

@@ -97,8 +97,7 @@ class ArrayApiStrictAdapter(Adapter):
     module = _MODULE
     aliases = ("xs", "array-api-strict", "array_api_strict.Array")
     distribution = "array-api-strict"
-    min_version = "2.2"
-    install_hint = "arrayferry-array-api-strict"
+    min_version = "2.3"
     #: a read-only NumPy array wrapped by ``xs.asarray`` stays read-only (writes raise).
     readonly_capable = True
     host_export = True

@@ -119,8 +119,10 @@ class DaskAdapter(Adapter):
     module = "dask"
     aliases = ("dask.array", "da")
     distribution = "dask"
-    min_version = "2024.8"
-    install_hint = "arrayferry-dask"
+    # 2025.2: from_array copies its input (2024.12) and a one-chunk compute no longer returns the
+    # graph's own array (2025.2): the snapshot this adapter promises
+    min_version = "2025.2"
+    install_hint = "'dask[array]>=2025.2'"
     #: Dask arrays are immutable: nothing is ever written through one.
     readonly_capable = True
     numpy_dtypes = True  # any NumPy dtype, datetime64 and strings included

@@ -110,7 +110,6 @@ class JaxAdapter(Adapter):
     aliases = ("jnp", "jax.numpy")
     distribution = "jax"
     min_version = "0.4.30"
-    install_hint = "arrayferry[jax]"
     readonly_capable = True  # JAX never writes into an array it holds
     #: JAX arrays are immutable; its docs call writing to memory a JAX array aliases undefined
     #: behaviour (jax.dlpack.from_dlpack), so copy=None copies writable sources (see Adapter.immutable)
