@@ -309,7 +309,7 @@ class ArrowAdapter(Adapter):
     module = "pyarrow"
     aliases = ("pa", "arrow")
     distribution = "pyarrow"
-    min_version = "14.0"
+    min_version = "18.0"
     install_hint = "arrayferry-pyarrow"
     readonly_capable = True  # Arrow never writes into a buffer
     host_export = True
