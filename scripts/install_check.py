@@ -263,6 +263,7 @@ SCENARIOS = {
     "extra-array-api-strict": extra("array-api-strict", "array_api_strict", "array-api-strict",
                                     "pip install 'array-api-strict>=2.3'"),
     "extra-torch": extra("torch", "torch", "torch", "pip install 'torch==2.13.0'"),
+    "extra-pyarrow": extra("pyarrow", "pyarrow", "pyarrow", "pip install 'pyarrow>=18.0'"),
     "too-old": too_old,
     "cupy": cupy,
     "extra-all": all_extras,

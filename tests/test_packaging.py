@@ -217,5 +217,6 @@ def test_every_hint_command_is_run_by_the_install_check() -> None:
     # are the same requirements as the install hints, which are run
     not_provoked = {"pip install --upgrade numpy>=1.26", "pip install numpy>=1.26", "pip install --upgrade torch==2.13.0",
                     "pip install --upgrade cupy-cuda12x>=13.0", "pip install --upgrade jax>=0.4.30",
-                    "pip install --upgrade dask[array]>=2025.2", "pip install -e plugins/arrayferry-jax"}
+                    "pip install --upgrade dask[array]>=2025.2", "pip install -e plugins/arrayferry-jax",
+                    "pip install --upgrade pyarrow>=18.0", "pip install -e plugins/arrayferry-pyarrow"}
     assert hints - scripted - not_provoked == set(), sorted(hints - scripted - not_provoked)

@@ -407,7 +407,8 @@ def _nothing_to_compare(result: Any) -> str:
     skipped = "; ".join(f"{k}: {v}" for k, v in result.skipped.items())
     return (f"nothing to measure: the matrix compares pairs of frameworks, and only {usable} can be used here"
             + (f" (skipped {skipped})" if skipped else "")
-            + "; Hint: install a second framework (pip install torch, or a plugin such as 'arrayferry[jax]'), "
+            + "; Hint: install a second framework (torch: pip install 'torch==2.13.0'; a plugin: "
+            "pip install 'arrayferry[jax]'), "
             "or name two with --frameworks numpy,torch")
 
 

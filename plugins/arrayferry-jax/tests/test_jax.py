@@ -624,7 +624,16 @@ def test_plans_into_and_out_of_jax_are_honest(jax: Any, x: np.ndarray, copy: boo
         except af.CopyRequiredError:
             assert copy is False and not af.plan(x, "jax").zero_copy
             return
-        j = af.convert(x, "jax", copy=copy)
+        try:
+            j = af.convert(x, "jax", copy=copy)
+        except af.LossyConversionError:
+            # float64 into JAX without x64 narrows: values float32 cannot hold (the odd-strided views
+            # read arbitrary bytes) are refused by the default casting policy, never turned into inf
+            with np.errstate(all="ignore"):
+                narrowed = np.ascontiguousarray(x).astype(p.dtype)
+            assert p.dtype != x.dtype.name, p.explain()
+            assert np.count_nonzero(~np.isfinite(narrowed)) > np.count_nonzero(~np.isfinite(x)), p.explain()
+            return
     if p.dtype == x.dtype.name:
         same_bits(np.asarray(j), np.ascontiguousarray(x))
     assert _shares(x, j) is p.zero_copy, p.explain()

@@ -1,6 +1,6 @@
 """arrayferry-pyarrow: the Apache Arrow (pyarrow) plugin for arrayferry.
 
-Installed with ``pip install arrayferry-pyarrow`` (or ``pip install -e plugins/arrayferry-pyarrow``),
+Installed with arrayferry's ``pyarrow`` extra (or ``pip install -e plugins/arrayferry-pyarrow``),
 it joins arrayferry through the ``arrayferry.plugins`` entry point (name ``pyarrow``); nothing
 needs importing by hand. Importing this module imports neither pyarrow nor NumPy.
 

@@ -310,7 +310,6 @@ class ArrowAdapter(Adapter):
     aliases = ("pa", "arrow")
     distribution = "pyarrow"
     min_version = "18.0"
-    install_hint = "arrayferry-pyarrow"
     readonly_capable = True  # Arrow never writes into a buffer
     host_export = True
     host_import = True
