@@ -195,7 +195,14 @@ class JaxAdapter(Adapter):
         try:
             order = tuple(x.format.layout.major_to_minor)
         except Exception:
-            return "contiguous"
+            try:  # JAX before ``format`` (0.4.30): the layout prints its minor-to-major order, "{0,1}"
+                import re
+
+                m = re.search(r"\{([\d,\s]+)", str(x.layout.device_local_layout))
+                assert m is not None
+                order = tuple(reversed([int(v) for v in m.group(1).split(",") if v.strip()]))
+            except Exception:
+                return "contiguous"
         n = len(order)
         if n < 2 or order == tuple(range(n)):
             return "contiguous"
@@ -347,7 +354,13 @@ class JaxAdapter(Adapter):
         return []
 
     def _relayout(self, x: Any) -> Any:
-        return self.namespace().numpy.array(x, copy=True)  # fresh buffer, default layout
+        jax = self.namespace()
+        try:
+            return jax.numpy.array(x, copy=True)  # fresh buffer, default layout
+        except AssertionError:  # JAX 0.4.30: "Unexpected XLA layout override" copying such an array
+            import numpy as np
+
+            return jax.device_put(np.array(x), next(iter(x.devices())))  # through a fresh row-major host copy
 
     def host_info(self, info: ArrayInfo) -> ArrayInfo:
         return info.with_(framework="numpy", readonly=True)
