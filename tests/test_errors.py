@@ -308,7 +308,8 @@ def test_resource_error_classification() -> None:
     from arrayferry._plan import is_resource_error
 
     assert is_resource_error(MemoryError())
-    assert is_resource_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError  # torch.OutOfMemoryError: 2.5+
+    assert is_resource_error(oom("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_resource_error(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes"))
     assert not is_resource_error(RuntimeError("given numpy array strides not a multiple of the element byte size"))
     assert not is_resource_error(ValueError("out of memory"))

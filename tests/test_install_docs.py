@@ -156,6 +156,15 @@ def test_pip_command_resolves_offline(cmd: str, wheels: Path, checkout: Path, tm
     if r.returncode != 0 and (name := _missing_here(r.stderr)):
         pytest.skip(f"{name} is not installed here and the offline check cannot fetch it "
                     "(nox -s docs-install installs it for real)")
+    if r.returncode != 0 and "ResolutionImpossible" in r.stderr and ("[torch" in cmd or "[all" in cmd):
+        try:
+            installed = version("torch")
+        except PackageNotFoundError:
+            installed = None
+        if installed is not None and not installed.startswith("2.13.0"):
+            # e.g. the GPU test host (torch 2.11, Python 3.12): no torch 2.13.0 wheel to resolve offline
+            pytest.skip(f"torch {installed} is installed here and no torch==2.13.0 wheel can be found offline "
+                        "(nox -s docs-install installs it for real)")
     assert r.returncode == 0, f"{cmd}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     json.loads(report.read_text())  # pip wrote its resolution report
     assert "does not provide the extra" not in r.stdout + r.stderr, r.stderr  # pip only warns on unknown extras
