@@ -245,7 +245,7 @@ def test_errors_exit_2_with_one_line(args: tuple[str, ...], expected: str) -> No
 
 
 def test_matrix_in_a_numpy_only_install_says_why_it_is_empty() -> None:
-    blocked = ["torch", "jax", "dask", "array_api_strict", "cupy"]
+    blocked = ["torch", "jax", "dask", "array_api_strict", "cupy", "pyarrow"]
     code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from arrayferry.cli import main; "
             "raise SystemExit(main(['matrix', '--repeat', '1']))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
