@@ -12,9 +12,15 @@ Rules:
   tiny host array made by its own adapter (``Adapter.import_host`` of a 2-element NumPy array),
   and the answer is cached per ``(framework, version)``: upgrading a framework in a running
   process (rare, but tests do it in subprocesses) gives a fresh probe.
-* A probe never raises: a framework whose probe fails (no ``__dlpack__``, a device-only
-  framework without a device) reports ``False``/``None`` for what could not be shown, and the
-  exception text is kept in :attr:`Capabilities.errors`.
+* Each answer is ``True`` (yes: the call with that keyword succeeded), ``False`` (no: refused
+  for not knowing the keyword) or ``None`` (unknown: not probed, or the call failed for another
+  reason, so it showed nothing). Producer answers come from a real array of that framework
+  (one its adapter ``owns``): a device-only framework (CuPy) whose ``import_host`` hands back
+  NumPy memory is moved to its ``home_device`` first, and without a device its answers stay
+  unknown instead of describing NumPy.
+* A probe never raises: what could not be shown stays ``None`` and the exception text is kept
+  in :attr:`Capabilities.errors`. Decisions treat unknown as no (``dlpack_readonly_reason``
+  refuses, saying the answer is unknown).
 * Tests read and override the cache: :func:`cached`, :func:`set_capabilities`,
   :func:`override` (a context manager) and :func:`clear`.
 
@@ -77,22 +83,23 @@ class Capabilities:
     ``array_copy``: its arrays' ``__array__`` accepts ``copy=`` (NumPy 2 protocol).
     ``readonly_export``: it can export read-only memory over DLPack with the read-only flag set;
     ``readonly_import``: a capsule flagged read-only yields a read-only result (only probed
-    for frameworks that have read-only arrays; ``None`` when not applicable).
+    for frameworks that have read-only arrays). Every answer is ``True``, ``False`` or ``None``
+    (unknown: not probed, or the probe failed for a reason other than the keyword).
     """
 
     framework: str
     version: str | None
-    has_dlpack: bool = False
-    dlpack_stream: bool = False
-    dlpack_max_version: bool = False
-    dlpack_dl_device: bool = False
-    dlpack_copy: bool = False
+    has_dlpack: bool | None = None
+    dlpack_stream: bool | None = None
+    dlpack_max_version: bool | None = None
+    dlpack_dl_device: bool | None = None
+    dlpack_copy: bool | None = None
     capsule_version: tuple[int, int] | None = None
-    from_dlpack: bool = False
-    from_dlpack_copy: bool = False
-    from_dlpack_device: bool = False
-    requests_versioned: bool = False
-    array_copy: bool = False
+    from_dlpack: bool | None = None
+    from_dlpack_copy: bool | None = None
+    from_dlpack_device: bool | None = None
+    requests_versioned: bool | None = None
+    array_copy: bool | None = None
     readonly_export: bool | None = None
     readonly_import: bool | None = None
     errors: tuple[tuple[str, str], ...] = field(default=(), compare=False)
@@ -103,14 +110,30 @@ class Capabilities:
         return self.capsule_version is not None
 
     def summary(self) -> str:
-        """One line for ``arrayferry info`` and docs."""
+        """One line for ``arrayferry info`` and docs; unknown answers are listed as such."""
         cap = "legacy" if self.capsule_version is None else "{}.{}".format(*self.capsule_version)
-        kws = [k for k, ok in (("stream", self.dlpack_stream), ("max_version", self.dlpack_max_version),
-                               ("dl_device", self.dlpack_dl_device), ("copy", self.dlpack_copy)) if ok]
-        fk = [k for k, ok in (("copy", self.from_dlpack_copy), ("device", self.from_dlpack_device)) if ok]
-        return (f"{self.framework} {self.version}: __dlpack__({', '.join(kws) or '-'}) answers {cap}; "
-                f"from_dlpack({', '.join(fk) or '-'}){' requests versioned' if self.requests_versioned else ''}; "
-                f"__array__ copy= {'yes' if self.array_copy else 'no'}")
+        dk = (("stream", self.dlpack_stream), ("max_version", self.dlpack_max_version),
+              ("dl_device", self.dlpack_dl_device), ("copy", self.dlpack_copy))
+        fks = (("copy", self.from_dlpack_copy), ("device", self.from_dlpack_device))
+        kws = [k for k, ok in dk if ok]
+        fk = [k for k, ok in fks if ok]
+        unknown = [f"__dlpack__({k}=)" for k, ok in dk if ok is None and self.has_dlpack is not False]
+        unknown += [f"from_dlpack({k}=)" for k, ok in fks if ok is None and self.from_dlpack is not False]
+        if self.requests_versioned is None and self.from_dlpack is not False:
+            unknown.append("versioned request")
+        if self.array_copy is None:
+            unknown.append("__array__(copy=)")
+        if self.has_dlpack is None:
+            out = f"{self.framework} {self.version}: __dlpack__ unknown; "
+        elif not self.has_dlpack:
+            out = f"{self.framework} {self.version}: no __dlpack__; "
+        else:
+            out = f"{self.framework} {self.version}: __dlpack__({', '.join(kws) or '-'}) answers {cap}; "
+        out += (f"from_dlpack({', '.join(fk) or '-'}){' requests versioned' if self.requests_versioned else ''}; "
+                f"__array__ copy= {'yes' if self.array_copy else 'no' if self.array_copy is False else 'unknown'}")
+        if unknown:
+            out += f" (unknown: {', '.join(unknown)})"
+        return out
 
 
 _CACHE: dict[tuple[str, str | None], Capabilities] = {}
@@ -216,8 +239,9 @@ def _capsule_info(capsule: Any) -> tuple[tuple[int, int] | None, int | None]:
     return (int(major), int(minor)), int(flags)
 
 
-def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[str, str]], what: str) -> bool:
-    """Call; False only when the call was refused for not knowing ``keyword``."""
+def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[str, str]], what: str) -> bool | None:
+    """Call: True when it succeeded, False when refused for not knowing ``keyword``, ``None``
+    (unknown) when it failed for another reason: that shows nothing about the keyword."""
     try:
         call()
         return True
@@ -226,10 +250,10 @@ def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[s
         if "no keyword arguments" in msg or (keyword in msg and ("keyword" in msg or "argument" in msg)):
             return False
         errors.append((what, f"{type(exc).__name__}: {exc}"))
-        return True
-    except Exception as exc:  # the keyword was taken; something else failed
+        return None
+    except Exception as exc:
         errors.append((what, f"{type(exc).__name__}: {exc}"))
-        return True
+        return None
 
 
 class _Spy:
@@ -272,15 +296,12 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
     errors: list[tuple[str, str]] = []
     base = np.arange(2, dtype=np.float32)
     fields: dict[str, Any] = {}
-    try:
-        adapter.namespace()
-        x = adapter.import_host(base.copy())
-    except Exception as exc:
-        errors.append(("sample", f"{type(exc).__name__}: {exc}"))
-        return Capabilities(name, version, errors=tuple(errors))
+    x = _sample(adapter, base, errors)
 
-    # producer side
-    dl = getattr(x, "__dlpack__", None)
+    # producer side: only a real array of the framework answers for it
+    dl = getattr(x, "__dlpack__", None) if x is not None else None
+    if x is not None:
+        fields["has_dlpack"] = dl is not None
     if dl is not None:
         fields["has_dlpack"] = True
         fields["dlpack_stream"] = _accepts_keyword(lambda: dl(stream=None), "stream", errors, "__dlpack__(stream=None)")
@@ -303,7 +324,9 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
             errors.append(("capsule", f"{type(exc).__name__}: {exc}"))
 
     # __array__(copy=)
-    arr_fn = getattr(x, "__array__", None)
+    arr_fn = getattr(x, "__array__", None) if x is not None else None
+    if x is not None and arr_fn is None:
+        fields["array_copy"] = False
     if arr_fn is not None:
         import warnings
 
@@ -313,6 +336,7 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
 
     # consumer side
     consume = _consumer(name, adapter)
+    fields["from_dlpack"] = consume is not None
     if consume is not None:
         fields["from_dlpack"] = True
         src = base.copy()
@@ -320,18 +344,54 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
                                                       "from_dlpack(x, copy=True)")
         fields["from_dlpack_device"] = _accepts_keyword(lambda: consume(src, device="cpu"), "device", errors,
                                                         "from_dlpack(x, device='cpu')")
-        np_caps = capabilities("numpy") if name != "numpy" else Capabilities(name, version, **{
-            k: fields.get(k, False) for k in ("dlpack_stream", "dlpack_max_version", "dlpack_dl_device", "dlpack_copy")})
+        np_caps = capabilities("numpy") if name != "numpy" else Capabilities(
+            name, version, dlpack_stream=fields.get("dlpack_stream"), dlpack_max_version=fields.get("dlpack_max_version"),
+            dlpack_dl_device=fields.get("dlpack_dl_device"), dlpack_copy=fields.get("dlpack_copy"))
         spy = _Spy(base.copy(), np_caps)
         try:
             consume(spy)
         except Exception as exc:
             errors.append(("from_dlpack(spy)", f"{type(exc).__name__}: {exc}"))
-        fields["requests_versioned"] = bool(spy.asked and spy.asked.get("max_version") is not None)
+        # unknown when the consumer refused the (host) producer before asking for a capsule
+        fields["requests_versioned"] = None if spy.asked is None else spy.asked.get("max_version") is not None
 
     if name == "numpy":
         fields.update(_numpy_readonly(errors))
     return Capabilities(name, version, errors=tuple(errors), **fields)
+
+
+def _sample(adapter: Adapter, base: Any, errors: list[tuple[str, str]]) -> Any:
+    """A 2-element float32 array of ``adapter``'s framework, or ``None`` (answers stay unknown).
+
+    ``import_host`` of a device-only framework may hand back the NumPy array itself (CuPy holds
+    no host memory): that is moved to the adapter's ``home_device`` when one is available, and
+    never probed in the framework's name.
+    """
+    try:
+        adapter.namespace()
+        x = adapter.import_host(base.copy())
+    except Exception as exc:
+        errors.append(("sample", f"{type(exc).__name__}: {exc}"))
+        return None
+    if _owned(adapter, x):
+        return x
+    try:
+        moved = adapter.to_device(x, adapter.home_device)
+    except Exception as exc:
+        errors.append(("sample", f"import_host gave a {type(x).__qualname__}, not a {adapter.name} array, and "
+                                 f"to_device({adapter.home_device}) raised {type(exc).__name__}: {exc}"))
+        return None
+    if _owned(adapter, moved):
+        return moved
+    errors.append(("sample", f"no {adapter.name} array could be made (got a {type(moved).__qualname__})"))
+    return None
+
+
+def _owned(adapter: Adapter, x: Any) -> bool:
+    try:
+        return bool(adapter.owns(type(x)))
+    except Exception:
+        return False
 
 
 def _numpy_readonly(errors: list[tuple[str, str]]) -> dict[str, Any]:
@@ -367,10 +427,15 @@ def dlpack_readonly_reason(source: str, target: str) -> str | None:
         src, tgt = capabilities(source), capabilities(target)
     except Exception as exc:  # unknown framework: refuse rather than guess
         return f"DLPack capabilities unknown ({type(exc).__name__}: {exc})"
+    if src.readonly_export is None:
+        return f"whether {source} {src.version} exports read-only memory over DLPack is unknown (not probed)"
     if not src.readonly_export:
         return (f"{source} {src.version} cannot export read-only memory over DLPack "
                 f"(needs a versioned capsule with the read-only flag; it answers "
                 f"{'legacy' if src.capsule_version is None else src.capsule_version})")
+    if tgt.requests_versioned is None:
+        return (f"whether {target} {tgt.version}'s from_dlpack asks for versioned capsules is unknown "
+                "(the probe could not show it)")
     if not tgt.requests_versioned:
         return (f"{target} {tgt.version}'s from_dlpack asks for legacy capsules, which cannot mark memory read-only")
     if tgt.readonly_import is False:
