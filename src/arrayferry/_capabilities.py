@@ -18,8 +18,8 @@ Rules:
   ``home_device`` first, and without a device its answers stay unknown instead of describing
   NumPy.
 * A probe never raises: what could not be shown stays ``None`` and the exception text is kept
-  in :attr:`Capabilities.errors`. Decisions treat unknown as no (``dlpack_readonly_reason``
-  refuses, saying the answer is unknown).
+  in :attr:`Capabilities.errors`. ``dlpack_readonly_reason`` refuses on an unknown export or
+  request answer, saying the answer is unknown.
 * Tests read and override the cache: :func:`cached`, :func:`set_capabilities`,
   :func:`override` (a context manager) and :func:`clear`.
 
@@ -84,7 +84,10 @@ class Capabilities:
     ``__dlpack__`` answers ``max_version=(1, 0)`` with (``None``: legacy), quoted in that text.
 
     Each answer is ``True`` (yes), ``False`` (no) or ``None`` (unknown: not probed, or the probe
-    failed for a reason that shows nothing); decisions treat unknown as no and say so.
+    failed for a reason that shows nothing). An unknown ``readonly_export`` or
+    ``requests_versioned`` refuses the route and says so; ``readonly_import`` is probed for NumPy
+    only (the framework whose arrays carry a read-only flag of their own): elsewhere ``None`` does
+    not refuse, and the target adapter's own refusals (``readonly_capable``) decide.
     """
 
     framework: str
