@@ -11,8 +11,10 @@ Checks, over every HTML page:
   ``.. versionadded::``, double backticks) and no unrendered Markdown (``**bold**``,
   ``[text](link)``, table rows ``| --- |``, a leftover ``{ #id }``, a bold word that is a dunder
   name used in the site's code: ``__dlpack__`` written without backticks), outside code blocks;
-* every public name (``arrayferry.__all__`` and ``arrayferry.testing.__all__``) has exactly
-  one entry: one element with ``id="arrayferry.NAME"`` in the whole site.
+* every public name (``arrayferry.__all__``, ``arrayferry.testing.__all__`` and
+  ``arrayferry.plugin.__all__``) has exactly one entry: one element with ``id="arrayferry.NAME"``
+  in the whole site; a name ``arrayferry.plugin`` shares with ``arrayferry`` (the same object)
+  has its entry as ``arrayferry.NAME``.
 
 ``nox -s docs`` runs it after ``mkdocs build --strict``; tests/test_check_site.py checks the
 checker on small hand-made sites.
@@ -174,12 +176,18 @@ def check(site: Path, public_names: list[str] | None = None) -> tuple[list[str],
 
 
 def public_names() -> list[str]:
-    """``arrayferry.NAME`` for every name in ``arrayferry.__all__`` and ``arrayferry.testing.__all__``."""
+    """``arrayferry.NAME`` for every name in ``arrayferry.__all__``, ``arrayferry.testing.NAME``
+    for ``arrayferry.testing.__all__`` and ``arrayferry.plugin.NAME`` for the names of
+    ``arrayferry.plugin.__all__`` that ``arrayferry`` does not export (the shared ones are the same
+    objects, documented once as ``arrayferry.NAME``)."""
     import arrayferry
+    import arrayferry.plugin
     import arrayferry.testing
 
+    shared = set(arrayferry.__all__)
     return ([f"arrayferry.{n}" for n in arrayferry.__all__]
-            + [f"arrayferry.testing.{n}" for n in arrayferry.testing.__all__])
+            + [f"arrayferry.testing.{n}" for n in arrayferry.testing.__all__]
+            + [f"arrayferry.plugin.{n}" for n in arrayferry.plugin.__all__ if n not in shared])
 
 
 def main(argv: list[str] | None = None) -> int:

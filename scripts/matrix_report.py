@@ -173,8 +173,8 @@ INTRO = [
     "and shown passing here (`docs/matrix.json` holds these rows as data).",
     "",
     "Each cell also records what `arrayferry._capabilities` probed on its versions (\"Probed:\" lines below):",
-    "the planner asks these answers (\"does this NumPy's `__dlpack__` accept `max_version`?\"), never the version",
-    "number. A failing or crashing cell fails `nox -s matrix`; a known, reported upstream bug is marked",
+    "the planner asks these answers (\"can read-only memory cross DLPack from NumPy into torch?\": yes, no or",
+    "unknown, and unknown counts as no), never the version number. A failing or crashing cell fails `nox -s matrix`; a known, reported upstream bug is marked",
     "`xfail(strict=True)` naming the upstream issue, never skipped.",
     "",
     "Result legend: **CRASHED** = pytest died on a signal (the test frames are named below); **ERROR** = the",
@@ -329,7 +329,7 @@ def render_found(found: dict[str, dict[str, Any]], order: list[str]) -> str:
             head, _, rest = summary.partition(": ")
             probed.setdefault(head, rest)
     if probed:
-        lines += ["", "## DLPack and array-protocol capabilities, as probed per version", "",
+        lines += ["", "## DLPack capabilities, as probed per version", "",
                   "| framework version | probed (`arrayferry._capabilities`) |", "| --- | --- |"]
         lines += [f"| {md_text(k)} | {md_text(v)} |" for k, v in sorted(probed.items())]
     lines += ["", "## Details per cell", ""]

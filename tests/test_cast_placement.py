@@ -724,3 +724,16 @@ def test_convert_tree_takes_casting() -> None:
     assert out["a"].tolist() == [-2147483648] and out["b"][0].tolist() == [1]
     with pytest.raises(af.LossyConversionError, match="casting='same_kind'"):
         af.plan_tree(tree, "torch", dtype="int32", casting="same_kind")
+
+
+@pytest.mark.parametrize("casting", [None, "unsafe"])
+@pytest.mark.parametrize("dst", ["float32", "float64", "complex64", "complex128"])
+def test_torch_float16_nan_payloads_widen_as_numpy_does(dst: str, casting: str | None) -> None:
+    """torch widens float16 NaN with its own payload (0x7e00 -> float32 0x7fffffff; NumPy keeps
+    the bits: 0x7fc00000): the plan casts where the bits come out as NumPy's."""
+    torch = pytest.importorskip("torch")
+    bits = np.array([0x7E00, 0x7C01, 0xFE00, 0x7D00, 0x7FFF, 0xFFFF, 0x3C00, 0x8000], dtype=np.uint16)
+    a = bits.view(np.float16)
+    got = af.convert(torch.from_numpy(a.copy()), "torch", dtype=dst, casting=casting).numpy()
+    want = a.astype(dst)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

@@ -95,12 +95,20 @@ def test_main_exits_1_and_names_the_problem(tmp_path: Path, capsys: pytest.Captu
 
 def test_public_names_cover_all_and_the_kit() -> None:
     import arrayferry
+    import arrayferry.plugin
     import arrayferry.testing
 
     names = cs.public_names()  # type: ignore[attr-defined]
-    assert len(names) == len(set(names)) == len(arrayferry.__all__) + len(arrayferry.testing.__all__)
+    plugin_only = [n for n in arrayferry.plugin.__all__ if n not in arrayferry.__all__]
+    assert len(names) == len(set(names)) == len(arrayferry.__all__) + len(arrayferry.testing.__all__) + len(plugin_only)
     assert {"arrayferry.CANONICAL_DTYPES", "arrayferry.hookimpl", "arrayferry.__version__",
-            "arrayferry.testing.assert_conformance", "arrayferry.testing.run_conformance"} <= set(names)
+            "arrayferry.testing.assert_conformance", "arrayferry.testing.run_conformance",
+            "arrayferry.plugin.ML_DTYPES", "arrayferry.plugin.host_copy_step"} <= set(names)
+    # a name both modules export is one object, documented once (as arrayferry.NAME)
+    assert "arrayferry.plugin.Adapter" not in names and "arrayferry.Adapter" in names
+    for n in arrayferry.plugin.__all__:
+        if n in arrayferry.__all__:
+            assert getattr(arrayferry.plugin, n) is getattr(arrayferry, n), n
 
 
 def test_every_public_name_has_a_directive_in_the_api_pages() -> None:
@@ -108,7 +116,7 @@ def test_every_public_name_has_a_directive_in_the_api_pages() -> None:
     section) per public name across docs/, so the built site's check has something to find."""
     docs = ROOT / "docs"
     text = "\n".join(p.read_text() for p in docs.rglob("*.md"))
-    directives = re.findall(r"^::: (arrayferry(?:\.testing)?\.\w+)\s*$", text, flags=re.M)
+    directives = re.findall(r"^::: (arrayferry(?:\.testing|\.plugin)?\.\w+)\s*$", text, flags=re.M)
     anchors = re.findall(r"\{ #(arrayferry\.\w+) \}", text)
     found = directives + anchors
     for name in cs.public_names():  # type: ignore[attr-defined]

@@ -29,7 +29,8 @@ from typing import Any
 from ._device import Device
 from ._errors import DeviceError, UnsupportedDTypeError, format_message
 
-__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "identity"]
+__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "LAYOUTS", "ROUTE_METHODS", "identity", "check_routes", "NPY_C_CONTIGUOUS", "NPY_F_CONTIGUOUS",
+           "NPY_OWNDATA", "NPY_ALIGNED", "NPY_WRITEABLE"]
 
 
 def identity(x: Any) -> Any:
@@ -37,13 +38,83 @@ def identity(x: Any) -> Any:
     return x
 
 CPU = Device("cpu")
+"""The host device, ``Device("cpu")``: ``ArrayInfo.device``'s default."""
 
 _NO_FLAGS: frozenset[str] = frozenset()
 _ODD = frozenset({"odd_strides"})
 _ODD_UNIT = frozenset({"odd_unit_strides"})
 
-#: Layout classes, from most to least convenient.
 LAYOUTS = ("contiguous", "fortran", "strided", "broadcast", "negative")
+"""The values of ``ArrayInfo.layout``, from most to least convenient."""
+
+# NumPy's array flag bits, as ``ndarray.flags.num`` reports them (NumPy's C API
+# ``NPY_ARRAY_*``): reading one int is cheaper than four ``flags`` attribute lookups.
+NPY_C_CONTIGUOUS = 0x1
+"""``ndarray.flags.num`` bit: C-contiguous (``NPY_ARRAY_C_CONTIGUOUS``)."""
+NPY_F_CONTIGUOUS = 0x2
+"""``ndarray.flags.num`` bit: Fortran-contiguous (``NPY_ARRAY_F_CONTIGUOUS``)."""
+NPY_OWNDATA = 0x4
+"""``ndarray.flags.num`` bit: the array owns its memory (``NPY_ARRAY_OWNDATA``)."""
+NPY_ALIGNED = 0x100
+"""``ndarray.flags.num`` bit: every element is aligned for its dtype (``NPY_ARRAY_ALIGNED``)."""
+NPY_WRITEABLE = 0x400
+"""``ndarray.flags.num`` bit: writable (``NPY_ARRAY_WRITEABLE``); clear for read-only memory."""
+
+
+ROUTE_METHODS: dict[str, tuple[str, ...]] = {
+    "host_export": ("export_host", "host_exporter"),
+    "host_import": ("import_host", "host_importer"),
+    "dlpack_import": ("from_dlpack",),
+    "cai_import": ("from_cai",),
+}
+"""Each route flag of :class:`Adapter` and the methods, any one of which implements it."""
+
+
+def _declared(cls: type, flag: str) -> type | None:
+    """The class below :class:`Adapter` in ``cls``'s MRO that sets ``flag`` by hand, or ``None``."""
+    for klass in cls.__mro__:
+        if klass is Adapter or klass is object:
+            return None
+        if flag in vars(klass) and flag not in vars(klass).get("_auto_routes", ()):
+            return klass
+    return None
+
+
+def _overrides(cls: type, method: str) -> bool:
+    """Whether ``cls`` (or a base below :class:`Adapter`) overrides ``Adapter.method``."""
+    return getattr(cls, method, None) is not getattr(Adapter, method)
+
+
+def unimplemented_routes(adapter: Adapter) -> list[tuple[str, tuple[str, ...]]]:
+    """``(flag, methods)`` for each route ``adapter`` declares but implements by none of ``methods``."""
+    cls = type(adapter)
+    out = []
+    for flag, methods in ROUTE_METHODS.items():
+        if getattr(adapter, flag) and not any(
+            getattr(cls, m, None) is not getattr(Adapter, m) or m in vars(adapter) for m in methods
+        ):
+            out.append((flag, methods))
+    return out
+
+
+def check_routes(adapter: Adapter, plugin: str) -> None:
+    """Raise a several-line :class:`PluginError` when ``adapter`` declares a route it does not implement."""
+    missing = unimplemented_routes(adapter)
+    if not missing:
+        return
+    from ._errors import PluginError
+
+    tried = [f"plugin: {plugin}", f"adapter: {type(adapter).__qualname__} (name {adapter.name!r})"]
+    for flag, methods in missing:
+        need = methods[0] if len(methods) == 1 else " or ".join(methods)
+        tried.append(f"capability: {flag} = True, but {need} is not implemented (Adapter's default raises NotImplementedError)")
+    raise PluginError(
+        format_message(
+            f"Adapter {adapter.name!r} declares routes it does not implement.",
+            tried,
+            hint="implement the missing methods, or remove the flags (unset, a route follows the methods the adapter overrides)",
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -151,14 +222,25 @@ class Adapter:
     #: on the host, as NumPy and Dask do: such arrays may then cross the host route between two
     #: frameworks that both say so (the others hold the numeric dtypes only).
     numpy_dtypes: bool = False
-    #: Routes this adapter can take part in.
-    host_export: bool = True
-    host_import: bool = True
+    # Routes this adapter can take part in. The import and host-export flags, left unset, follow
+    # what the subclass implements (``ROUTE_METHODS``); set to True without those methods, the
+    # adapter is refused at registration with a PluginError naming what is missing; set to False,
+    # the route is not offered even when implemented.
+    #: The host route out (``export_host``): unset, True when the subclass overrides
+    #: ``export_host`` or ``host_exporter``.
+    host_export: bool = False
+    #: The host route in (``import_host``): unset, True when the subclass overrides
+    #: ``import_host`` or ``host_importer``.
+    host_import: bool = False
+    #: The arrays speak ``__dlpack__``: opt in (no adapter method implements it).
     dlpack_export: bool = False
+    #: DLPack in (``from_dlpack``): unset, True when the subclass overrides ``from_dlpack``.
     dlpack_import: bool = False
-    #: ``__cuda_array_interface__`` (v3) as a second zero-copy route between CUDA frameworks:
-    #: the source exposes it, the target wraps it with ``from_cai``.
+    #: The arrays expose ``__cuda_array_interface__`` (v3), a second zero-copy route between CUDA
+    #: frameworks: opt in.
     cai_export: bool = False
+    #: ``__cuda_array_interface__`` in (``from_cai``): unset, True when the subclass overrides
+    #: ``from_cai``.
     cai_import: bool = False
     #: Bigger is preferred among equally cheap routes into this framework.
     priority: int = 0
@@ -169,6 +251,17 @@ class Adapter:
     #: True when plans into this framework depend on more than the source's signature
     #: (e.g. JAX aliases only 64-byte aligned memory); then ``refine_key`` is called per conversion.
     refines: bool = False
+    # route flags this class computed itself (unset by hand), so that a subclass recomputes them
+    _auto_routes: frozenset[str] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        auto = set()
+        for flag, methods in ROUTE_METHODS.items():
+            if _declared(cls, flag) is None:  # unset: the route follows what is implemented
+                setattr(cls, flag, any(_overrides(cls, m) for m in methods))
+                auto.add(flag)
+        cls._auto_routes = frozenset(auto)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -1,20 +1,25 @@
-"""What each installed framework version can do with DLPack and the array protocols, probed.
+"""What each installed framework version does with DLPack, probed: the answers the planner uses.
 
-DLPack and ``__array__`` support differ between releases: NumPy 1.26's ``__dlpack__`` takes
-only ``stream``; NumPy 2.x adds ``max_version``, ``dl_device`` and ``copy``; torch answers
-``max_version=(1, 0)`` with a (1, 3) capsule, NumPy with (1, 0), JAX with a legacy one. Rather
-than hard-coding "is this NumPy 2?", the planner and the adapters ask
-:func:`capabilities` ("does this NumPy's ``__dlpack__`` accept ``max_version``?").
+Read-only memory may cross DLPack only in a versioned capsule carrying the read-only flag, and
+releases differ: NumPy 1.26 exports legacy capsules only, NumPy 2.x versioned ones with the flag;
+torch's ``from_dlpack`` asks for versioned capsules, JAX's for legacy ones. Rather than
+hard-coding "is this NumPy 2?", the planner asks :func:`dlpack_readonly_reason`, which reads
+:func:`capabilities`. Nothing else is probed: an answer no decision reads is not kept.
 
 Rules:
 
-* Nothing is probed at import. A framework is probed the first time an answer is needed, on a
-  tiny host array made by its own adapter (``Adapter.import_host`` of a 2-element NumPy array),
-  and the answer is cached per ``(framework, version)``: upgrading a framework in a running
-  process (rare, but tests do it in subprocesses) gives a fresh probe.
-* A probe never raises: a framework whose probe fails (no ``__dlpack__``, a device-only
-  framework without a device) reports ``False``/``None`` for what could not be shown, and the
-  exception text is kept in :attr:`Capabilities.errors`.
+* Nothing is probed at import. A framework is probed the first time an answer is needed, and
+  the answer is cached per ``(framework, version)``: upgrading a framework in a running process
+  (rare, but tests do it in subprocesses) gives a fresh probe.
+* Each answer is ``True`` (yes), ``False`` (no) or ``None`` (unknown: not probed, or the probe
+  failed for a reason that shows nothing). Producer answers come from a real array of that
+  framework (one its adapter ``owns``, made by ``import_host`` of a 2-element NumPy array): a
+  device-only framework (CuPy) whose ``import_host`` hands back NumPy memory is moved to its
+  ``home_device`` first, and without a device its answers stay unknown instead of describing
+  NumPy.
+* A probe never raises: what could not be shown stays ``None`` and the exception text is kept
+  in :attr:`Capabilities.errors`. ``dlpack_readonly_reason`` refuses on an unknown export or
+  request answer, saying the answer is unknown.
 * Tests read and override the cache: :func:`cached`, :func:`set_capabilities`,
   :func:`override` (a context manager) and :func:`clear`.
 
@@ -68,49 +73,41 @@ _CONSUMERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Capabilities:
-    """DLPack and array-protocol features of one framework version, as probed.
+    """What one framework version does with DLPack, as probed: only the answers a decision uses.
 
-    Producer side (its arrays' ``__dlpack__``): which keywords it accepts, and which capsule
-    version it answers for ``max_version=(1, 0)`` (``None``: a legacy, unversioned capsule).
-    Consumer side (its ``from_dlpack``): which keywords it accepts, and whether it asks
-    producers for a versioned capsule (``requests_versioned``: it passes ``max_version``).
-    ``array_copy``: its arrays' ``__array__`` accepts ``copy=`` (NumPy 2 protocol).
-    ``readonly_export``: it can export read-only memory over DLPack with the read-only flag set;
-    ``readonly_import``: a capsule flagged read-only yields a read-only result (only probed
-    for frameworks that have read-only arrays; ``None`` when not applicable).
+    ``readonly_export``: its arrays can leave over DLPack read-only, flagged as such (a versioned
+    capsule with the read-only bit); ``requests_versioned``: its ``from_dlpack`` asks producers
+    for a versioned capsule (it passes ``max_version``), the only kind that carries the flag;
+    ``readonly_import``: a capsule flagged read-only gives a read-only result. Together they
+    decide whether read-only memory may cross DLPack (:func:`dlpack_readonly_reason`, whose text
+    ``explain()`` shows among the routes not taken). ``capsule_version``: the capsule its
+    ``__dlpack__`` answers ``max_version=(1, 0)`` with (``None``: legacy), quoted in that text.
+
+    Each answer is ``True`` (yes), ``False`` (no) or ``None`` (unknown: not probed, or the probe
+    failed for a reason that shows nothing). An unknown ``readonly_export`` or
+    ``requests_versioned`` refuses the route and says so; ``readonly_import`` is probed for NumPy
+    only (the framework whose arrays carry a read-only flag of their own): elsewhere ``None`` does
+    not refuse, and the target adapter's own refusals (``readonly_capable``) decide.
     """
 
     framework: str
     version: str | None
-    has_dlpack: bool = False
-    dlpack_stream: bool = False
-    dlpack_max_version: bool = False
-    dlpack_dl_device: bool = False
-    dlpack_copy: bool = False
-    capsule_version: tuple[int, int] | None = None
-    from_dlpack: bool = False
-    from_dlpack_copy: bool = False
-    from_dlpack_device: bool = False
-    requests_versioned: bool = False
-    array_copy: bool = False
     readonly_export: bool | None = None
+    requests_versioned: bool | None = None
     readonly_import: bool | None = None
+    capsule_version: tuple[int, int] | None = None
     errors: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
-    @property
-    def versioned_dlpack(self) -> bool:
-        """The producer answers ``max_version=(1, 0)`` with a versioned (DLPack >= 1.0) capsule."""
-        return self.capsule_version is not None
-
     def summary(self) -> str:
-        """One line for ``arrayferry info`` and docs."""
-        cap = "legacy" if self.capsule_version is None else "{}.{}".format(*self.capsule_version)
-        kws = [k for k, ok in (("stream", self.dlpack_stream), ("max_version", self.dlpack_max_version),
-                               ("dl_device", self.dlpack_dl_device), ("copy", self.dlpack_copy)) if ok]
-        fk = [k for k, ok in (("copy", self.from_dlpack_copy), ("device", self.from_dlpack_device)) if ok]
-        return (f"{self.framework} {self.version}: __dlpack__({', '.join(kws) or '-'}) answers {cap}; "
-                f"from_dlpack({', '.join(fk) or '-'}){' requests versioned' if self.requests_versioned else ''}; "
-                f"__array__ copy= {'yes' if self.array_copy else 'no'}")
+        """One line for ``arrayferry info``, the matrix report and docs."""
+
+        def word(v: bool | None) -> str:
+            return "unknown" if v is None else "yes" if v else "no"
+
+        cap = "" if self.capsule_version is None else " (capsule {}.{})".format(*self.capsule_version)
+        return (f"{self.framework} {self.version}: read-only DLPack export {word(self.readonly_export)}"
+                f"{cap}; from_dlpack requests versioned {word(self.requests_versioned)}; "
+                f"honours the read-only flag {word(self.readonly_import)}")
 
 
 _CACHE: dict[tuple[str, str | None], Capabilities] = {}
@@ -216,32 +213,11 @@ def _capsule_info(capsule: Any) -> tuple[tuple[int, int] | None, int | None]:
     return (int(major), int(minor)), int(flags)
 
 
-def _accepts_keyword(call: Callable[[], Any], keyword: str, errors: list[tuple[str, str]], what: str) -> bool:
-    """Call; False only when the call was refused for not knowing ``keyword`` (a TypeError naming it,
-    or NotImplementedError: the keyword is in the signature but not supported)."""
-    try:
-        call()
-        return True
-    except TypeError as exc:
-        msg = str(exc)
-        if "no keyword arguments" in msg or (keyword in msg and ("keyword" in msg or "argument" in msg)):
-            return False
-        errors.append((what, f"{type(exc).__name__}: {exc}"))
-        return True
-    except NotImplementedError as exc:  # in the signature, not implemented (array-api-strict 2.2's max_version, copy)
-        errors.append((what, f"{type(exc).__name__}: {exc}"))
-        return False
-    except Exception as exc:  # the keyword was taken; something else failed
-        errors.append((what, f"{type(exc).__name__}: {exc}"))
-        return True
-
-
 class _Spy:
     """A DLPack producer wrapping a NumPy array that records what a consumer asks for."""
 
-    def __init__(self, arr: Any, numpy_caps: Capabilities) -> None:
+    def __init__(self, arr: Any) -> None:
         self.arr = arr
-        self.caps = numpy_caps
         self.asked: dict[str, Any] | None = None
 
     def __dlpack_device__(self) -> Any:
@@ -250,9 +226,10 @@ class _Spy:
     def __dlpack__(self, **kwargs: Any) -> Any:
         if self.asked is None:
             self.asked = dict(kwargs)
-        allowed = {"stream": self.caps.dlpack_stream, "max_version": self.caps.dlpack_max_version,
-                   "dl_device": self.caps.dlpack_dl_device, "copy": self.caps.dlpack_copy}
-        return self.arr.__dlpack__(**{k: v for k, v in kwargs.items() if allowed.get(k)})
+        try:
+            return self.arr.__dlpack__(**kwargs)
+        except TypeError:  # an older NumPy that knows fewer keywords: a legacy capsule
+            return self.arr.__dlpack__()
 
 
 def _consumer(name: str, adapter: Adapter) -> Callable[..., Any] | None:
@@ -276,73 +253,75 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
     errors: list[tuple[str, str]] = []
     base = np.arange(2, dtype=np.float32)
     fields: dict[str, Any] = {}
+
+    # producer: the capsule a real array of the framework answers with (quoted in refusals)
+    x = _sample(adapter, base, errors)
+    dl = getattr(x, "__dlpack__", None) if x is not None else None
+    if dl is not None:
+        try:
+            try:
+                cap = dl(max_version=(1, 0))
+            except TypeError:
+                cap = dl()
+            fields["capsule_version"] = _capsule_info(cap)[0]
+            del cap
+            if fields["capsule_version"] is None:
+                fields["readonly_export"] = False  # a legacy capsule has no read-only flag
+        except Exception as exc:
+            errors.append(("capsule", f"{type(exc).__name__}: {exc}"))
+    elif x is not None:
+        fields["readonly_export"] = False  # a real array without __dlpack__ exports nothing
+
+    # consumer: does from_dlpack ask for a versioned capsule? (unknown when it refused the host
+    # producer before asking, as a device-only framework does)
+    consume = _consumer(name, adapter)
+    if consume is not None:
+        spy = _Spy(base.copy())
+        try:
+            consume(spy)
+        except Exception as exc:
+            errors.append(("from_dlpack(spy)", f"{type(exc).__name__}: {exc}"))
+        fields["requests_versioned"] = None if spy.asked is None else spy.asked.get("max_version") is not None
+    else:
+        fields["requests_versioned"] = False  # no from_dlpack: it asks for nothing
+
+    if name == "numpy":
+        fields.update(_numpy_readonly(errors))
+    return Capabilities(name, version, errors=tuple(errors), **fields)
+
+
+def _sample(adapter: Adapter, base: Any, errors: list[tuple[str, str]]) -> Any:
+    """A 2-element float32 array of ``adapter``'s framework, or ``None`` (answers stay unknown).
+
+    ``import_host`` of a device-only framework may hand back the NumPy array itself (CuPy holds
+    no host memory): that is moved to the adapter's ``home_device`` when one is available, and
+    never probed in the framework's name.
+    """
     try:
         adapter.namespace()
         x = adapter.import_host(base.copy())
     except Exception as exc:
         errors.append(("sample", f"{type(exc).__name__}: {exc}"))
-        return Capabilities(name, version, errors=tuple(errors))
+        return None
+    if _owned(adapter, x):
+        return x
+    try:
+        moved = adapter.to_device(x, adapter.home_device)
+    except Exception as exc:
+        errors.append(("sample", f"import_host gave a {type(x).__qualname__}, not a {adapter.name} array, and "
+                                 f"to_device({adapter.home_device}) raised {type(exc).__name__}: {exc}"))
+        return None
+    if _owned(adapter, moved):
+        return moved
+    errors.append(("sample", f"no {adapter.name} array could be made (got a {type(moved).__qualname__})"))
+    return None
 
-    # producer side
-    dl = getattr(x, "__dlpack__", None)
-    if dl is not None:
-        fields["has_dlpack"] = True
-        fields["dlpack_stream"] = _accepts_keyword(lambda: dl(stream=None), "stream", errors, "__dlpack__(stream=None)")
-        fields["dlpack_max_version"] = _accepts_keyword(lambda: dl(max_version=(1, 0)), "max_version", errors,
-                                                        "__dlpack__(max_version=(1, 0))")
-        dev = None
-        try:
-            dev = x.__dlpack_device__()
-        except Exception as exc:
-            errors.append(("__dlpack_device__()", f"{type(exc).__name__}: {exc}"))
-        if dev is not None:
-            fields["dlpack_dl_device"] = _accepts_keyword(lambda: dl(dl_device=dev), "dl_device", errors,
-                                                          "__dlpack__(dl_device=...)")
-        fields["dlpack_copy"] = _accepts_keyword(lambda: dl(copy=False), "copy", errors, "__dlpack__(copy=False)")
-        try:
-            cap = dl(max_version=(1, 0)) if fields["dlpack_max_version"] else dl()
-            fields["capsule_version"] = _capsule_info(cap)[0]
-            del cap
-        except Exception as exc:
-            errors.append(("capsule", f"{type(exc).__name__}: {exc}"))
 
-    # __array__(copy=)
-    arr_fn = getattr(x, "__array__", None)
-    if arr_fn is not None:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                arr_fn()
-                usable = True
-            except Exception as exc:  # array-api-strict 2.6 on Python >= 3.12: use __buffer__ instead
-                errors.append(("__array__()", f"{type(exc).__name__}: {exc}"))
-                usable = False
-            fields["array_copy"] = usable and _accepts_keyword(lambda: arr_fn(copy=True), "copy", errors,
-                                                               "__array__(copy=True)")
-
-    # consumer side
-    consume = _consumer(name, adapter)
-    if consume is not None:
-        fields["from_dlpack"] = True
-        src = base.copy()
-        fields["from_dlpack_copy"] = _accepts_keyword(lambda: consume(src, copy=True), "copy", errors,
-                                                      "from_dlpack(x, copy=True)")
-        fields["from_dlpack_device"] = _accepts_keyword(lambda: consume(src, device="cpu"), "device", errors,
-                                                        "from_dlpack(x, device='cpu')")
-        np_caps = capabilities("numpy") if name != "numpy" else Capabilities(name, version, **{
-            k: fields.get(k, False) for k in ("dlpack_stream", "dlpack_max_version", "dlpack_dl_device", "dlpack_copy")})
-        spy = _Spy(base.copy(), np_caps)
-        try:
-            consume(spy)
-        except Exception as exc:
-            errors.append(("from_dlpack(spy)", f"{type(exc).__name__}: {exc}"))
-        fields["requests_versioned"] = bool(spy.asked and spy.asked.get("max_version") is not None)
-
-    if name == "numpy":
-        fields.update(_numpy_readonly(errors))
-    return Capabilities(name, version, errors=tuple(errors), **fields)
+def _owned(adapter: Adapter, x: Any) -> bool:
+    try:
+        return bool(adapter.owns(type(x)))
+    except Exception:
+        return False
 
 
 def _numpy_readonly(errors: list[tuple[str, str]]) -> dict[str, Any]:
@@ -378,10 +357,15 @@ def dlpack_readonly_reason(source: str, target: str) -> str | None:
         src, tgt = capabilities(source), capabilities(target)
     except Exception as exc:  # unknown framework: refuse rather than guess
         return f"DLPack capabilities unknown ({type(exc).__name__}: {exc})"
+    if src.readonly_export is None:
+        return f"whether {source} {src.version} exports read-only memory over DLPack is unknown (not probed)"
     if not src.readonly_export:
         return (f"{source} {src.version} cannot export read-only memory over DLPack "
                 f"(needs a versioned capsule with the read-only flag; it answers "
                 f"{'legacy' if src.capsule_version is None else src.capsule_version})")
+    if tgt.requests_versioned is None:
+        return (f"whether {target} {tgt.version}'s from_dlpack asks for versioned capsules is unknown "
+                "(the probe could not show it)")
     if not tgt.requests_versioned:
         return (f"{target} {tgt.version}'s from_dlpack asks for legacy capsules, which cannot mark memory read-only")
     if tgt.readonly_import is False:

@@ -57,8 +57,11 @@ __all__ = [
 
 #: DLPack's stream values for CUDA (array API ``__dlpack__`` specification).
 LEGACY_DEFAULT_STREAM = 1
+"""DLPack's stream value for CUDA's legacy default stream."""
 PER_THREAD_DEFAULT_STREAM = 2
+"""DLPack's stream value for CUDA's per-thread default stream."""
 NO_SYNC = -1
+"""DLPack's stream value for "do not synchronise" (the consumer orders the work itself)."""
 
 #: DLPack device types whose memory is ordered by CUDA/ROCm streams.
 _STREAMED_DEVICE_TYPES = (2, 10, 13)

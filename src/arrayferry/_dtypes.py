@@ -20,6 +20,7 @@ __all__ = [
     "is_narrowing",
     "kind_of",
     "numpy_dtype",
+    "numpy_dtype_name",
 ]
 
 ITEMSIZE: dict[str, int] = {
@@ -43,16 +44,18 @@ ITEMSIZE: dict[str, int] = {
     "float8_e4m3fnuz": 1,
     "float8_e5m2fnuz": 1,
 }
+"""Bytes per element of each canonical dtype name (the keys, in :data:`CANONICAL` order)."""
 CANONICAL: tuple[str, ...] = tuple(ITEMSIZE)
 """Every dtype name arrayferry understands, in a fixed order: ``bool``, the signed and unsigned
 integers, ``float16``, ``bfloat16``, ``float32``, ``float64``, ``complex64``, ``complex128`` and the
 four ``float8`` formats. ``dtype=`` accepts these names (or any framework's dtype object), and
 ``Adapter.parse_dtype`` returns one of them."""
 
-#: dtypes NumPy only knows through the ``ml_dtypes`` package.
 ML_DTYPES: frozenset[str] = frozenset(
     {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"}
 )
+"""The canonical dtypes NumPy only knows through the ``ml_dtypes`` package (``numpy_dtype``
+imports it for them; DLPack has a type code for ``bfloat16`` only)."""
 
 _ALIASES = {
     "float": "float64",
@@ -145,9 +148,9 @@ def canonical_name(obj: Any) -> str:
     np = sys.modules.get("numpy")
     if np is not None:
         if isinstance(obj, np.dtype):
-            return _numpy_dtype_name(obj)
+            return numpy_dtype_name(obj)
         if isinstance(obj, type) and issubclass(obj, np.generic):
-            return _numpy_dtype_name(np.dtype(obj))
+            return numpy_dtype_name(np.dtype(obj))
     text = str(obj)
     if text.startswith("torch.") and text[6:] in ITEMSIZE:
         return text[6:]
@@ -164,7 +167,7 @@ def canonical_name(obj: Any) -> str:
     )
 
 
-def _numpy_dtype_name(dt: Any) -> str:
+def numpy_dtype_name(dt: Any) -> str:
     """Name of a NumPy dtype, or its ``str`` (``'<M8[ns]'``, ``'|V8'``, ...) when not canonical."""
     name: str = dt.name
     if name in ITEMSIZE and dt.kind in "biufcV":

@@ -46,8 +46,8 @@ __all__ = [
     "device_check",
 ]
 
-#: The values ``casting=`` accepts (``None`` is the checked default).
 CASTING: tuple[str, ...] = ("no", "equiv", "safe", "same_kind", "same_value", "unsafe")
+"""The values ``casting=`` accepts besides ``None`` (the checked default)."""
 
 #: elements per block of the fused cast-and-check loop (fits a core's L2 cache at 8 bytes each)
 _BLOCK = 1 << 16

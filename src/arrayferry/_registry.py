@@ -37,6 +37,8 @@ class BrokenPlugin:
 
     name: str
     error: str
+    #: True when arrayferry refused the plugin's adapter (``error`` is then the whole message).
+    refused: bool = False
 
 
 class Registry:
@@ -142,7 +144,7 @@ class Registry:
 
     def _collect(self) -> None:
         """Ask every plugin for its adapters, one plugin at a time so one failure stays local."""
-        from ._adapter import Adapter
+        from ._adapter import Adapter, check_routes
 
         adapters: dict[str, Adapter] = {}
         provider: dict[str, str] = {}
@@ -157,12 +159,17 @@ class Registry:
                         raise TypeError(f"arrayferry_adapters returned {a!r}, not an arrayferry.Adapter")
                     if not a.name or not a.module:
                         raise TypeError(f"adapter {a!r} has no name or module")
+                    check_routes(a, pname)
                     if a.name in adapters:
                         raise TypeError(
                             f"adapter name {a.name!r} is already provided by plugin {provider[a.name]!r}"
                         )
                     adapters[a.name] = a
                     provider[a.name] = pname
+            except PluginError as exc:  # already says which plugin and what is wrong, on several lines
+                self.broken.append(BrokenPlugin(pname, str(exc), refused=True))
+                for k in [k for k, v in provider.items() if v == pname]:
+                    del adapters[k], provider[k]
             except Exception as exc:
                 self.broken.append(BrokenPlugin(pname, f"{type(exc).__name__} in arrayferry_adapters: {exc}"))
                 for k in [k for k, v in provider.items() if v == pname]:
@@ -196,6 +203,8 @@ class Registry:
                 self.pm.unregister(name=pname)
                 self._collect()
                 self.broken = [b for b in self.broken if b.name != pname] + [broken[0]]
+                if broken[0].refused:  # an adapter refused at registration: its own message
+                    raise PluginError(broken[0].error)
                 raise PluginError(
                     format_message(
                         f"Plugin {pname!r} was registered but its hook failed.",

@@ -24,23 +24,32 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from .._adapter import Adapter, ArrayInfo, identity
-from .._cuda import (
+from arrayferry.plugin import (
+    ITEMSIZE,
+    ML_DTYPES,
+    Adapter,
+    ArrayFerryError,
+    ArrayInfo,
     CAIView,
+    Device,
+    DeviceError,
+    UnsupportedDTypeError,
     consume_dlpack,
     cupy_external_stream,
     cupy_stream,
     cupy_stream_context,
+    device_check,
     device_error_from,
+    format_message,
+    hookimpl,
+    identity,
     is_cuda_error,
+    numpy_dtype,
+    numpy_dtype_name,
     producer_stream,
     requested_stream,
     with_requested_stream,
 )
-from .._device import Device
-from .._dtypes import ITEMSIZE, ML_DTYPES, _numpy_dtype_name, numpy_dtype
-from .._errors import ArrayFerryError, DeviceError, UnsupportedDTypeError, format_message
-from .._markers import hookimpl
 
 __all__ = ["CupyAdapter", "arrayferry_adapters"]
 
@@ -134,7 +143,7 @@ class CupyAdapter(Adapter):
         dt = x.dtype
         return ArrayInfo(
             framework="cupy",
-            dtype=_numpy_dtype_name(dt),
+            dtype=numpy_dtype_name(dt),
             shape=tuple(x.shape),
             device=Device(self._dev_type(), int(x.data.device_id)),
             readonly=False,
@@ -302,8 +311,6 @@ class CupyAdapter(Adapter):
 
     @_mapped
     def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
-        from .._hostops import device_check
-
         idx = int(x.data.device_id)
         with _on(idx), cupy_stream_context(idx):
             device_check(x, src, dst, mode, _CupyOps(_cp()))
@@ -325,7 +332,7 @@ class CupyAdapter(Adapter):
 
 
 class _CupyOps:
-    """The few array operations ``_hostops.device_check`` needs, done by CuPy on the device."""
+    """The few array operations ``arrayferry.plugin.device_check`` needs, done by CuPy on the device."""
 
     def __init__(self, cp: Any) -> None:
         self.cp = cp

@@ -10,15 +10,28 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .._adapter import CPU, Adapter, ArrayInfo, identity
-from .._device import Device
-from .._dtypes import ML_DTYPES, _numpy_dtype_name, numpy_dtype
-from .._errors import UnsupportedArrayError, format_message
-from .._markers import hookimpl
+from arrayferry.plugin import (
+    CPU,
+    ML_DTYPES,
+    NPY_ALIGNED,
+    NPY_C_CONTIGUOUS,
+    NPY_F_CONTIGUOUS,
+    NPY_OWNDATA,
+    NPY_WRITEABLE,
+    Adapter,
+    ArrayInfo,
+    Device,
+    UnsupportedArrayError,
+    dlpack_readonly_reason,
+    format_message,
+    hookimpl,
+    host_cast,
+    identity,
+    numpy_dtype,
+    numpy_dtype_name,
+)
 
-# numpy's flag bits (ndarray.flags.num): C_CONTIGUOUS, F_CONTIGUOUS, ALIGNED, WRITEABLE
-_C, _F, _ALIGNED, _WRITEABLE = 0x1, 0x2, 0x100, 0x400
-_OWNDATA = 0x4
+_C, _F, _ALIGNED, _WRITEABLE, _OWNDATA = NPY_C_CONTIGUOUS, NPY_F_CONTIGUOUS, NPY_ALIGNED, NPY_WRITEABLE, NPY_OWNDATA
 _MASK = _C | _F | _ALIGNED | _WRITEABLE
 
 
@@ -112,7 +125,7 @@ class NumpyAdapter(Adapter):
             byteorder = ">" if sys.byteorder == "little" else "<"
         return ArrayInfo(
             framework="numpy",
-            dtype=_numpy_dtype_name(dt),
+            dtype=numpy_dtype_name(dt),
             shape=x.shape,
             device=CPU,
             readonly=not flags & _WRITEABLE,
@@ -153,8 +166,6 @@ class NumpyAdapter(Adapter):
             out.append(f"np.from_dlpack does not accept {info.dtype}")
         if info.readonly:
             # the result would be a writable alias unless the read-only flag travels (probed per version)
-            from .._capabilities import dlpack_readonly_reason
-
             why = dlpack_readonly_reason(info.framework, "numpy")
             if why is not None:
                 out.append(f"read-only memory cannot cross DLPack here: {why}")
@@ -176,15 +187,13 @@ class NumpyAdapter(Adapter):
         return x.astype(target)
 
     def checked_cast(self, x: Any, src: str, dst: str, mode: str | None) -> Any:
-        """NumPy's cast with the value check fused into it, block by block (see ``_hostops``)."""
-        from .._hostops import host_cast
-
+        """NumPy's cast with the value check fused into it, block by block (``arrayferry.plugin.host_cast``)."""
         return host_cast(x, src, dst, mode, shape=x.shape)
 
     def parse_dtype(self, obj: Any) -> str | None:
         np = sys.modules["numpy"]
         try:
-            return _numpy_dtype_name(np.dtype(obj)) if not isinstance(obj, str) else None
+            return numpy_dtype_name(np.dtype(obj)) if not isinstance(obj, str) else None
         except TypeError:
             return None
 

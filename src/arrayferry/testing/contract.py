@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 
 import arrayferry as af
-from arrayferry._dtypes import is_narrowing, kind_of
-from arrayferry._registry import registry
+from arrayferry.plugin import adapters, is_narrowing, kind_of, numpy_dtype
 from arrayferry.testing.plugin import selected
 
 __all__ = [
@@ -67,7 +66,6 @@ _SPECIAL = [0.0, -0.0, 1.5, -2.25, float("nan"), float("inf"), float("-inf"), 3.
 
 def _values(dtype: str, shape: tuple[int, ...] = (3, 4)) -> Any:
     """A C-contiguous NumPy array of ``dtype`` with edge values (extremes, NaN, inf, -0.0)."""
-    from arrayferry._dtypes import numpy_dtype
 
     n = int(np.prod(shape))
     dt = numpy_dtype(dtype)
@@ -145,8 +143,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "af_peer" in metafunc.fixturenames:
         peers = selected(config, "arrayferry_peers")
         if not peers:
-            reg = registry()
-            peers = sorted(n for n, a in reg.adapters.items() if a.is_installed())
+            peers = sorted(n for n, a in adapters().items() if a.is_installed())
             peers = peers or ["numpy"]
         metafunc.parametrize("af_peer", peers)
     if "af_device" in metafunc.fixturenames:
@@ -167,14 +164,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _adapter(name: str) -> af.Adapter:
     """The registered adapter ``name``; skips (with the reason) when unregistered or not installed."""
-    reg = registry()
-    a = reg.adapters.get(name)
+    registered = adapters()
+    a = registered.get(name)
     if a is None:
-        broken = [f"{b.name}: {b.error}" for b in reg.broken]
+        broken = [f"{n}: {e}" for n, e in af.broken_plugins()]
         if broken:
             # a framework asked for by name whose plugin is broken is a failure, not a skip
             pytest.fail(f"framework {name!r} is not registered; broken plugins: {'; '.join(broken)}")
-        pytest.skip(f"framework {name!r} is not registered (registered: {', '.join(sorted(reg.adapters))})")
+        pytest.skip(f"framework {name!r} is not registered (registered: {', '.join(sorted(registered))})")
     if not a.is_installed():
         pytest.skip(f"framework {name!r} is registered but {a.module!r} is not installed")
     return a
@@ -368,12 +365,12 @@ def test_detection_without_import(af_framework: str) -> None:
         "a = numpy.zeros(3)\n"
         "name = arrayferry.framework_of(a)\n"
         "none = arrayferry.framework_of(object())\n"
-        "from arrayferry._registry import registry\n"
-        "reg = registry()\n"
-        "mods = sorted({ad.module for ad in reg.adapters.values()} - {'numpy'})\n"
-        "print(json.dumps({'name': name, 'none': none, 'registered': sorted(reg.adapters),\n"
+        "from arrayferry.plugin import adapters\n"
+        "reg = adapters()\n"
+        "mods = sorted({ad.module for ad in reg.values()} - {'numpy'})\n"
+        "print(json.dumps({'name': name, 'none': none, 'registered': sorted(reg),\n"
         "  'imported': [m for m in mods if m in sys.modules],\n"
-        "  'broken': [[b.name, b.error] for b in reg.broken]}))\n"
+        "  'broken': [list(b) for b in arrayferry.broken_plugins()]}))\n"
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -463,7 +460,6 @@ def test_casts_match_numpy(af_framework: str, af_device: str, af_dtype: str) -> 
     refuse a dtype the framework cannot hold. Wherever the planner runs the cast (in the
     framework when ``cast_differs`` says it casts as NumPy does, else on the host), the bits must
     be NumPy's: a framework cast that differs must be declared in ``Adapter.cast_differs``."""
-    from arrayferry._dtypes import numpy_dtype
 
     ad = _adapter(af_framework)
     dev = _device(ad, af_device)

@@ -37,13 +37,19 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from arrayferry import (
+from arrayferry.plugin import (
+    NPY_ALIGNED,
+    NPY_C_CONTIGUOUS,
+    NPY_F_CONTIGUOUS,
+    NPY_WRITEABLE,
     Adapter,
     ArrayInfo,
     Device,
     DeviceError,
     UnsupportedDTypeError,
+    check_cast_values,
     hookimpl,
+    host_cast,
 )
 
 __all__ = ["ArrayApiStrictAdapter", "arrayferry_adapters", "__version__"]
@@ -52,8 +58,7 @@ __version__ = "0.1.0"
 
 _MODULE = "array_api_strict"
 _CPU = Device("cpu")
-# numpy's flag bits (ndarray.flags.num): C_CONTIGUOUS, F_CONTIGUOUS, ALIGNED, WRITEABLE
-_C, _F, _ALIGNED, _WRITEABLE = 0x1, 0x2, 0x100, 0x400
+_C, _F, _ALIGNED, _WRITEABLE = NPY_C_CONTIGUOUS, NPY_F_CONTIGUOUS, NPY_ALIGNED, NPY_WRITEABLE
 _MASK = _C | _F | _ALIGNED | _WRITEABLE
 _DEVICE_NAME = re.compile(r"Device\('([^']*)'\)")
 
@@ -311,16 +316,12 @@ class ArrayApiStrictAdapter(Adapter):
     def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
         """The casting policy's value check (NaN/inf to integers, values out of range, non-zero
         imaginary parts to reals), on every xs device: the memory is NumPy's (``np.from_dlpack``)."""
-        from arrayferry._hostops import check_cast_values
-
         check_cast_values(_numpy_view(x), src, dst, mode=mode)
 
     def checked_cast(self, x: Any, src: str, dst: str, mode: str | None) -> Any:
         """On ``CPU_DEVICE`` with a value check: NumPy's cast with the check fused into it (the
         memory is NumPy's), wrapped without a copy; elsewhere ``check_cast`` then ``xs.astype``."""
         if mode is not None and self.device_of(x) == _CPU:
-            from arrayferry._hostops import host_cast
-
             out = host_cast(_numpy_view(x), src, dst, mode, shape=tuple(x.shape))
             return self.namespace().asarray(out, copy=False)
         return super().checked_cast(x, src, dst, mode)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from arrayferry import (
+from arrayferry.plugin import (
     CANONICAL_DTYPES,
     Adapter,
     ArrayInfo,
@@ -27,6 +27,7 @@ from arrayferry import (
     Step,
     UnsupportedArrayError,
     hookimpl,
+    numpy_dtype_name,
 )
 
 __all__ = ["DaskAdapter", "arrayferry_adapters", "dtype_name", "format_bytes"]
@@ -56,10 +57,7 @@ def dtype_name(dt: Any) -> str:
     import numpy as np
 
     if isinstance(dt, np.dtype):
-        name: str = dt.name
-        if name in CANONICAL_DTYPES and dt.kind in "biufcV":
-            return name
-        return str(dt)
+        return numpy_dtype_name(dt)
     text = str(dt).rsplit(".", 1)[-1]
     return text if text in CANONICAL_DTYPES else str(dt)
 

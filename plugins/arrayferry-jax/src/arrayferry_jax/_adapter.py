@@ -43,8 +43,9 @@ import sys
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from arrayferry import (
+from arrayferry.plugin import (
     CANONICAL_DTYPES,
+    ML_DTYPES,
     Adapter,
     ArrayInfo,
     Device,
@@ -63,8 +64,6 @@ NARROW_WITHOUT_X64: dict[str, str] = {
     "float64": "float32",
     "complex128": "complex64",
 }
-#: dtypes NumPy knows only through ``ml_dtypes`` (and cannot export through DLPack).
-ML_DTYPES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"})
 #: JAX aliases host memory only at this alignment.
 ALIGNMENT = 64
 #: arrayferry device types and JAX's platform names.

@@ -47,8 +47,9 @@ import sys
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from arrayferry import (
+from arrayferry.plugin import (
     CANONICAL_DTYPES,
+    ITEMSIZE,
     Adapter,
     ArrayInfo,
     Device,
@@ -64,8 +65,6 @@ ARROW_DTYPES: frozenset[str] = frozenset({
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64",
 })
-_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4, "uint32": 4,
-             "float32": 4, "int64": 8, "uint64": 8, "float64": 8}
 
 _CPU = Device("cpu")
 
@@ -340,7 +339,7 @@ class ArrowAdapter(Adapter):
         dname = _dtype_name(vt)
         if isinstance(x, pa.Tensor):
             shape = tuple(int(s) for s in x.shape)
-            layout = _layout(shape, tuple(x.strides), _ITEMSIZE.get(dname, 1))
+            layout = _layout(shape, tuple(x.strides), ITEMSIZE.get(dname, 1))
             kind = "pyarrow.Tensor"
         else:
             shape = (len(x), *_logical_shape(t)) if _is_tensor_type(t) else (len(x),)
@@ -349,11 +348,11 @@ class ArrowAdapter(Adapter):
                 perm = [int(p) for p in t.permutation]
                 phys = [int(s) for s in t.shape]
                 cstr = [0] * len(phys)
-                acc = _ITEMSIZE.get(dname, 1)
+                acc = ITEMSIZE.get(dname, 1)
                 for i in range(len(phys) - 1, -1, -1):
                     cstr[i] = acc
                     acc *= phys[i]
-                layout = _layout(shape, (acc, *[cstr[p] for p in perm]), _ITEMSIZE.get(dname, 1))
+                layout = _layout(shape, (acc, *[cstr[p] for p in perm]), ITEMSIZE.get(dname, 1))
             kind = f"pyarrow.{type(x).__name__}"
         problem: tuple[type[Exception], str] | None = None
         if dname not in CANONICAL_DTYPES:
@@ -379,7 +378,7 @@ class ArrowAdapter(Adapter):
             readonly=True,
             layout=layout,
             flags=_flags(x) if problem is None else frozenset(),
-            itemsize=_ITEMSIZE.get(dname, 0),
+            itemsize=ITEMSIZE.get(dname, 0),
             problem=problem,
         )
 
