@@ -27,8 +27,8 @@ import platform
 import statistics
 import sys
 import time
-import timeit
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,12 +73,13 @@ def _overhead(name: str, ours: float, native: float, what: str, limit_us: float 
 
 
 def _per_call(fns: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    timers = {k: timeit.Timer(f) for k, f in fns.items()}
-    for _ in range(repeat):
-        for k, t in timers.items():
-            times[k].append(t.timeit(number) / number)
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds per call, batches interleaved: ``benchmarks/run.py``'s timer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from run import _interleaved  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    return _interleaved(fns, number, repeat)  # type: ignore[no-any-return]
 
 
 def bench_torch(torch: Any, af: Any, nbytes: int, repeat: int) -> tuple[list[Result], list[Result]]:

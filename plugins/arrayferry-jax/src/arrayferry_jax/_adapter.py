@@ -40,7 +40,7 @@ Nothing here imports JAX at import time: the framework is imported on first conv
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from arrayferry.plugin import (
@@ -53,6 +53,7 @@ from arrayferry.plugin import (
     Step,
     UnsupportedArrayError,
     UnsupportedDTypeError,
+    format_message,
 )
 
 __all__ = ["JaxAdapter"]
@@ -71,14 +72,6 @@ _PLATFORM_OF = {"cpu": "cpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
 _TYPE_OF = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "rocm": "rocm", "tpu": "tpu"}
 
 _CPU = Device("cpu")
-
-
-def _message(asked: str, tried: Iterable[str] = (), hint: str | None = None) -> str:
-    """arrayferry's message layout: what was asked, what was tried, a ``Hint:`` line."""
-    lines = [asked, *(f"  - {t}" for t in tried)]
-    if hint:
-        lines.append(f"Hint: {hint}")
-    return "\n".join(lines)
 
 
 def _jax() -> Any:
@@ -157,7 +150,7 @@ class JaxAdapter(Adapter):
         if tracer is not None and isinstance(x, tracer):
             return ArrayInfo("jax", dname, shape, itemsize=itemsize, readonly=True, problem=(
                 UnsupportedArrayError,
-                _message(f"Cannot convert a traced JAX value ({type(x).__name__}, {dname} {shape}): inside jax.jit, "
+                format_message(f"Cannot convert a traced JAX value ({type(x).__name__}, {dname} {shape}): inside jax.jit, "
                          "jax.grad or jax.vmap it is a placeholder without data.",
                          hint="convert outside the transformed function (return the value, then convert it), "
                          "or use jax.pure_callback to leave JAX"),
@@ -165,7 +158,7 @@ class JaxAdapter(Adapter):
         if x.is_deleted():
             return ArrayInfo("jax", dname, shape, itemsize=itemsize, readonly=True, problem=(
                 UnsupportedArrayError,
-                _message(f"Cannot convert a deleted JAX array ({dname} {shape}): its buffer was freed "
+                format_message(f"Cannot convert a deleted JAX array ({dname} {shape}): its buffer was freed "
                          "(x.delete() or donation to a jitted function).",
                          hint="convert it before deleting or donating it"),
             ))
@@ -173,7 +166,7 @@ class JaxAdapter(Adapter):
         if len(devs) != 1:
             return ArrayInfo("jax", dname, shape, itemsize=itemsize, readonly=True, problem=(
                 UnsupportedArrayError,
-                _message(f"Cannot convert a JAX array sharded over {len(devs)} devices ({dname} {shape}): "
+                format_message(f"Cannot convert a JAX array sharded over {len(devs)} devices ({dname} {shape}): "
                          "its data is not one buffer.",
                          hint="gather it first (jax.device_put(x, jax.devices()[0])) or convert each "
                          "shard (x.addressable_shards[i].data)"),
@@ -298,7 +291,7 @@ class JaxAdapter(Adapter):
         if found is None:
             seen = ", ".join(str(d) for d in (avail or self.devices())) or "none"
             raise DeviceError(
-                _message(
+                format_message(
                     f"JAX has no device {str(device)!r} (asked for as the target device).",
                     [f"JAX sees: {seen}"],
                     hint="pick one of the devices listed; for several host devices set "
@@ -338,7 +331,7 @@ class JaxAdapter(Adapter):
             return NARROW_WITHOUT_X64[dtype]
         if self.supports_dtype(dtype, device):
             return dtype
-        raise UnsupportedDTypeError(_message(f"JAX cannot hold {dtype} arrays on {device}.",
+        raise UnsupportedDTypeError(format_message(f"JAX cannot hold {dtype} arrays on {device}.",
                                              hint="convert to a numeric dtype first"))
 
     # -- export (JAX is the source) ----------------------------------------------------------

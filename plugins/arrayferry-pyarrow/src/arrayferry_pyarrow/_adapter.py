@@ -56,6 +56,7 @@ from arrayferry.plugin import (
     Step,
     UnsupportedArrayError,
     UnsupportedDTypeError,
+    format_message,
 )
 
 __all__ = ["ARROW_DTYPES", "ArrowAdapter"]
@@ -71,14 +72,6 @@ _CPU = Device("cpu")
 # ``ArrayInfo.flags`` for Arrow states a route must resolve (by a copy, see ``prepare``)
 BITPACKED = "bitpacked"
 CHUNKED = "chunked"
-
-
-def _message(asked: str, tried: Iterable[str] = (), hint: str | None = None) -> str:
-    """arrayferry's message layout: what was asked, what was tried, a ``Hint:`` line."""
-    lines = [asked, *(f"  - {t}" for t in tried)]
-    if hint:
-        lines.append(f"Hint: {hint}")
-    return "\n".join(lines)
 
 
 def _pa() -> Any:
@@ -277,7 +270,7 @@ def from_numpy(arr: Any) -> Any:
 
 
 def _refuse_0d_bool(x: Any) -> Any:
-    raise UnsupportedArrayError(_message(
+    raise UnsupportedArrayError(format_message(
         "Cannot make a 0-d boolean pyarrow container: Arrow's only container without an axis, "
         "pyarrow.Tensor, has no boolean type (pa.Tensor.from_numpy turns booleans into uint8).",
         hint="reshape to one element first (x.reshape(1)) to get a one-element pyarrow boolean Array"))
@@ -288,7 +281,7 @@ def _like(x: Any, arr: Any) -> Any:
     pa = _pa()
     if isinstance(x, pa.Tensor):
         if arr.dtype.kind == "b":
-            raise UnsupportedDTypeError(_message(
+            raise UnsupportedDTypeError(format_message(
                 "pyarrow.Tensor has no boolean type (pa.Tensor.from_numpy turns booleans into uint8).",
                 hint="convert to a fixed-shape tensor array or to NumPy first (af.convert(af.convert(t, 'numpy'), 'pyarrow'))"))
         return pa.Tensor.from_numpy(arr)
@@ -356,7 +349,7 @@ class ArrowAdapter(Adapter):
             kind = f"pyarrow.{type(x).__name__}"
         problem: tuple[type[Exception], str] | None = None
         if dname not in CANONICAL_DTYPES:
-            problem = (UnsupportedDTypeError, _message(
+            problem = (UnsupportedDTypeError, format_message(
                 f"Cannot convert a {kind} of Arrow type {t} {shape}: only boolean, integer and floating-point "
                 "Arrow types have an array counterpart in other frameworks.",
                 hint="cast it first, e.g. x.cast(pyarrow.float64()) (x.dictionary_decode() for dictionary arrays; "
@@ -364,7 +357,7 @@ class ArrowAdapter(Adapter):
         elif not isinstance(x, pa.Tensor):
             nulls = _nulls(x)
             if nulls:
-                problem = (UnsupportedArrayError, _message(
+                problem = (UnsupportedArrayError, format_message(
                     f"Cannot convert a {kind} of {dname} {shape} with {nulls} null(s): other frameworks have no "
                     "null, and dropping them silently (pyarrow's to_numpy turns them into NaN, "
                     "FixedShapeTensorArray.to_numpy_ndarray into 0) would change what the data means.",
@@ -426,7 +419,7 @@ class ArrowAdapter(Adapter):
             hint = "Arrow has no such float type: pass dtype='float32' to widen it (exactly, for bfloat16 and float8)"
         else:
             hint = "convert the data to a numeric dtype first"
-        raise UnsupportedDTypeError(_message(f"pyarrow cannot hold {dtype} arrays on {device}.",
+        raise UnsupportedDTypeError(format_message(f"pyarrow cannot hold {dtype} arrays on {device}.",
                                              [f"Arrow's numeric types: {', '.join(sorted(ARROW_DTYPES))}"], hint=hint))
 
     # -- export (Arrow is the source) --------------------------------------------------------
