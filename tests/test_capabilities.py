@@ -324,9 +324,11 @@ def test_a_framework_is_never_probed_on_numpy_in_its_name() -> None:
 
 
 def test_unknown_answers_refuse_readonly_dlpack_and_say_so() -> None:
-    with caps.override("numpy", readonly_export=None):
+    # a versioned NumPy (2.x; 1.26 answers legacy capsules, a known "no" that is said first)
+    with caps.override("numpy", readonly_export=None, capsule_version=(1, 0)):
         why = caps.dlpack_readonly_reason("numpy", "torch")
     assert why is not None and "unknown" in why
-    with caps.override("torch", requests_versioned=None):
+    with caps.override("numpy", readonly_export=True, capsule_version=(1, 0)), \
+            caps.override("torch", requests_versioned=None):
         why = caps.dlpack_readonly_reason("numpy", "torch")
     assert why is not None and "unknown" in why and "torch" in why
