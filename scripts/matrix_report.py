@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 FRAMEWORKS = ["numpy", "torch", "jax", "jaxlib", "array-api-strict", "dask", "distributed", "ml_dtypes", "pluggy",
-              "cupy-cuda12x", "cupy-cuda13x", "array-api-compat", "matplotlib"]
+              "cupy-cuda12x", "cupy-cuda13x", "array-api-compat", "matplotlib", "pyarrow"]
 
 
 def versions(out: Path, asked: list[str] | None = None) -> None:
