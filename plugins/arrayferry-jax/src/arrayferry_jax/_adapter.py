@@ -347,12 +347,14 @@ class JaxAdapter(Adapter):
 
     def _relayout(self, x: Any) -> Any:
         jax = self.namespace()
-        try:
-            return jax.numpy.array(x, copy=True)  # fresh buffer, default layout
-        except AssertionError:  # JAX 0.4.30: "Unexpected XLA layout override" copying such an array
-            import numpy as np
+        if hasattr(x, "format"):  # JAX with Array.format: jnp.array(copy=True) lays the buffer out anew
+            return jax.numpy.array(x, copy=True)
+        # Older JAX (0.4.30): jnp.array(copy=True) of a buffer that is not row-major raises "Unexpected
+        # XLA layout override", or, once compiled, copies its bytes as if they were row-major (values
+        # transposed); np.asarray reads it right, so the fresh row-major buffer comes through the host.
+        import numpy as np
 
-            return jax.device_put(np.array(x), next(iter(x.devices())))  # through a fresh row-major host copy
+        return jax.device_put(np.array(x), next(iter(x.devices())))
 
     def host_info(self, info: ArrayInfo) -> ArrayInfo:
         return info.with_(framework="numpy", readonly=True)
