@@ -2,9 +2,10 @@
 
 Run by ``nox -s install`` after ``nox -s build`` (standard library only)::
 
-    python scripts/install_check.py --dist dist [--only NAME ...] [--list]
+    python scripts/install_check.py --dist dist [--only NAME ...] [--list] [--keep]
 
-Each scenario makes a fresh virtual environment under ``.nox/install-check/`` and uses pip
+Each scenario makes a fresh virtual environment under ``.nox/install-check/`` (removed when the
+scenario ends unless ``--keep``: several hold a torch of about 1 GB) and uses pip
 exactly as written in the hint or the doc; ``dist/`` is added to pip's find-links through the
 environment (``PIP_FIND_LINKS``), which is how an index serves arrayferry and its plugins once
 published: the extras ``jax``, ``dask`` and ``array-api-strict`` name plugin distributions that
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dist", type=Path, default=ROOT / "dist")
     ap.add_argument("--only", nargs="*", help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}, docs")
     ap.add_argument("--list", action="store_true", help="print the hint and doc commands, install nothing")
+    ap.add_argument("--keep", action="store_true", help="keep each scenario's venv under .nox/install-check/")
     a = ap.parse_args(argv)
     if a.list:
         for c in hint_commands():
@@ -296,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         except Failed as exc:
             print(f"  FAILED: {exc}", flush=True)
             results.append((name, "FAILED", time.monotonic() - started))
+        finally:
+            if not a.keep:  # one scenario's venv on disk at a time (several hold a torch of ~1 GB)
+                shutil.rmtree(WORK, ignore_errors=True)
     if "docs" in wanted:
         # one fresh environment, the commands in turn, each exactly as the doc writes it
         todo = [(f, c) for f, c in sorted(set(doc_commands())) if c not in ran and c not in RUN_BY_CI]
@@ -312,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             except Failed as exc:
                 print(f"  FAILED: {exc}", flush=True)
                 results.append((f"{f}: {command}", "FAILED", time.monotonic() - started))
+        if not a.keep:
+            shutil.rmtree(WORK, ignore_errors=True)
     print("\nscenario | result | seconds")
     for name, res, s in results:
         print(f"{name} | {res} | {s:.0f}")
