@@ -737,3 +737,49 @@ def test_torch_float16_nan_payloads_widen_as_numpy_does(dst: str, casting: str |
     got = af.convert(torch.from_numpy(a.copy()), "torch", dtype=dst, casting=casting).numpy()
     want = a.astype(dst)
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+# -- the block test's shortcuts (one reduction where one end cannot be crossed) --------------------
+
+_REAL = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"]
+
+
+def _edges(src: str, dst: str) -> list[Any]:
+    """Values of ``src`` at and around both ends of ``dst``'s range and of ``src``'s own."""
+    s, d = np.dtype(src), np.dtype(dst)
+    out: list[Any] = [0, 1, -1]
+    if d.kind in "iu":
+        lo, hi = int(np.iinfo(d).min), int(np.iinfo(d).max)
+        out += [lo - 1, lo, hi, hi + 1]
+    else:
+        m = float(np.finfo(d).max)
+        out += [m, -m, m * 1.0001, -m * 1.0001, math.inf, -math.inf, math.nan]
+    if s.kind in "iu":
+        out += [int(np.iinfo(s).min), int(np.iinfo(s).max), int(np.iinfo(s).min) + 1]
+        lo_s, hi_s = int(np.iinfo(s).min), int(np.iinfo(s).max)
+        return sorted({v for v in out if isinstance(v, int) and lo_s <= v <= hi_s})
+    with np.errstate(all="ignore"):
+        return list(np.array([float(v) for v in out] + [math.nan, math.inf], dtype=s))
+
+
+@pytest.mark.parametrize("src", _REAL)
+@pytest.mark.parametrize("dst", _REAL)
+@pytest.mark.parametrize("n", [5, 2 * _BLOCK + 3])
+def test_block_test_shortcuts_refuse_exactly_the_out_of_range_values(src: str, dst: str, n: int) -> None:
+    """Each edge value alone in an array (small: one block; large: the last block of several) is
+    refused exactly when the element-wise oracle says the cast changes it: the one-reduction
+    shortcuts (unsigned view, one end only) miss no end of any pair (int8 -> uint8's -1 included)."""
+    if src == dst:
+        return
+    for v in _edges(src, dst):
+        a = np.zeros(n, dtype=src)
+        a[-1] = v
+        bad = out_of_range(a[-1:], dst)
+        try:
+            y = af.convert(a, "numpy", dtype=dst)
+        except af.LossyConversionError:
+            assert bad, (src, dst, v)
+            continue
+        assert not bad, (src, dst, v)
+        with np.errstate(all="ignore"):
+            assert y.tobytes() == a.astype(dst).tobytes()

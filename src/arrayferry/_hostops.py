@@ -255,11 +255,19 @@ def device_check(x: Any, src: str, dst: str, mode: str | None, ops: Any) -> None
         x, s = ops.parts(x), _component(src)
     if kd == "b":
         return
+    lo, hi = ops.extremes(x)  # one pass (torch.aminmax); NaN propagates
     if kd not in "iu" and kind_of(s) == "f":
-        x = ops.finite(x)  # NaN and infinity stay what they are in a float type
+        if math.isfinite(lo) and math.isfinite(hi):
+            why = range_problem(s, _component(dst), lo, hi)
+            if why:
+                raise _lossy(src, dst, why, shape)
+            return
+        # NaN and infinity stay what they are in a float type: look again at the finite values only
+        # (a second pass, taken only when the array holds NaN or infinity)
+        x = ops.finite(x)
         if not ops.size(x):
             return
-    lo, hi = ops.extremes(x)
+        lo, hi = ops.extremes(x)
     why = range_problem(s, dst if kd in "iu" else _component(dst), lo, hi)
     if why:
         raise _lossy(src, dst, why, shape)
@@ -416,6 +424,50 @@ def _check_block(o: Any, b: Any, src: str, dst: str, mode: str, shape: tuple[int
         raise _lossy(src, dst, why or f"{_fmt(v[0].item())} would not stay finite", shape)
 
 
+@functools.cache
+def _range_test(rsrc: str, rdst: str) -> Any:
+    """A fast test ``ok(block) -> bool`` that a block of real ``rsrc`` values casts to the real
+    ``rdst`` in range (``False`` also for NaN or infinity, which :func:`_check_block` then looks
+    at), with as few reductions as the pair needs; ``None`` when the pair needs no check.
+
+    * integer to a narrower unsigned integer: one maximum over the source read as unsigned (a
+      negative value reads as a huge one), so both ends are checked in one pass;
+    * integer sources whose values can leave the range at one end only (unsigned to anything,
+      int8 to uint16, ...): one reduction, at that end;
+    * otherwise the minimum and the maximum (``numpy.minimum`` propagates NaN, so a NaN fails the
+      comparison too).
+    """
+    import numpy as np
+
+    bounds = _checked_bounds(rsrc, rdst)
+    if bounds is None:
+        return None
+    blo, bhi = bounds
+    ks, kd = kind_of(rsrc), kind_of(rdst)
+    maximum, minimum = np.maximum.reduce, np.minimum.reduce
+    if ks in "iu":
+        slo, shi = _irange(rsrc)
+        need_lo, need_hi = slo < blo, shi > bhi
+        if need_lo and need_hi and blo == 0 and bhi < 2 ** (8 * np.dtype(rsrc).itemsize - 1):
+            unsigned = np.dtype(f"u{np.dtype(rsrc).itemsize}")
+
+            def ok_view(b: Any) -> bool:  # -1 reads as 2**bits - 1, beyond bhi
+                return bool(maximum(b.view(unsigned), axis=None) <= bhi)
+            return ok_view
+        if not need_lo:
+            def ok_hi(b: Any) -> bool:
+                return bool(maximum(b, axis=None) <= bhi)
+            return ok_hi
+        if not need_hi:
+            def ok_lo(b: Any) -> bool:
+                return bool(minimum(b, axis=None) >= blo)
+            return ok_lo
+
+    def ok(b: Any) -> bool:
+        return bool(minimum(b, axis=None) >= blo) and bool(maximum(b, axis=None) <= bhi)
+    return ok
+
+
 def _dtype_name_of(dt: Any) -> str:
     return str(dt.name)
 
@@ -494,6 +546,23 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
     # the real dtype each block is checked in: float32 for ml_dtypes, the component of complex
     rsrc = "float32" if through_f32 else _component(src)
     with np.errstate(all="ignore"):
+        fast = _range_test(rsrc, _component(dst)) if (mode == "range" and not through_f32 and not drop_imag
+                                                      and kind_of(src) != "c" and kind_of(dst) != "b") else None
+        if fast is not None:
+            # the common case (real to real): one copyto and one or two in-cache reductions per
+            # block, no per-block Python beyond that; a block that fails is looked at in detail
+            if a.flags.c_contiguous and a.ndim and a.size > _BLOCK:
+                fa, fo = a.reshape(-1), out.reshape(-1)
+                for i in range(0, fa.shape[0], _BLOCK):
+                    b, o = fa[i:i + _BLOCK], fo[i:i + _BLOCK]
+                    np.copyto(o, b, casting="unsafe")
+                    if not fast(b):
+                        _check_block(o, b, src, dst, mode, shape, rsrc)
+            else:
+                np.copyto(out, a, casting="unsafe")
+                if not fast(a):
+                    _check_block(out, a, src, dst, mode, shape, rsrc)
+            return out
         if a.flags.c_contiguous and a.ndim and a.size > _BLOCK:
             fa, fo = a.reshape(-1), out.reshape(-1)
             n = fa.shape[0]
