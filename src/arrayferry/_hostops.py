@@ -44,6 +44,7 @@ __all__ = [
     "check_mode",
     "range_problem",
     "device_check",
+    "check_method",
 ]
 
 CASTING: tuple[str, ...] = ("no", "equiv", "safe", "same_kind", "same_value", "unsafe")
@@ -466,6 +467,27 @@ def _range_test(rsrc: str, rdst: str) -> Any:
     def ok(b: Any) -> bool:
         return bool(minimum(b, axis=None) >= blo) and bool(maximum(b, axis=None) <= bhi)
     return ok
+
+
+def check_method(src: str, dst: str, casting: str | None = None) -> str:
+    """How the host check of casting ``src`` to ``dst`` runs under ``casting``, in words (the
+    benchmark's "how" column)."""
+    mode = check_mode(src, dst, casting)
+    if mode is None:
+        return "no check needed"
+    if mode == "exact":
+        return "every value compared with its cast, per cached block"
+    if kind_of(src) == "c" and kind_of(dst) != "c":
+        narrows = _checked_bounds(_component(src), _component(dst)) is not None
+        return "imaginary parts tested" + (", then min/max of the real parts" if narrows else "") + ", per cached block"
+    if (src not in ML_DTYPES and kind_of(src) != "c" and _flags_reliable(_component(src), _component(dst))):
+        return "FPU flags of the cast itself, no extra pass"
+    rsrc = "float32" if src in ML_DTYPES else _component(src)
+    test = _range_test(rsrc, _component(dst))
+    name = getattr(test, "__name__", "")
+    return {"ok_view": "one max of the source read as unsigned, per cached block",
+            "ok_hi": "one max, per cached block", "ok_lo": "one min, per cached block"}.get(
+        name, "min and max, per cached block")
 
 
 def _dtype_name_of(dt: Any) -> str:
