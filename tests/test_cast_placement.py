@@ -509,13 +509,26 @@ def test_narrowing_cast_runs_on_the_gpu_before_the_transfer(fake_cuda_f64: Any, 
     assert p.nbytes_moved == 1024 * item * sum(1 for s in p.steps if s.copies)
 
 
-def test_gpu_cast_torch_rounds_differently_runs_on_the_host(fake_cuda_f64: Any) -> None:
-    """torch rounds float64 -> float16 through float32: the host casts instead, and the plan says why."""
+def test_gpu_float64_to_float16_is_narrowed_on_the_gpu(fake_cuda_f64: Any) -> None:
+    """torch's own cast rounds float64 -> float16 through float32, but the adapter's cast rounds
+    once (``exact_float16``, torch ops only): the GPU narrows before the transfer, moving 2 bytes
+    per value instead of 8."""
     p = af.plan(fake_cuda_f64, "numpy", dtype="float16")
     names = [s.name for s in p.steps]
+    assert names[:2] == ["cast", "to_host"], p.explain()
+    assert "on cuda:1, before the transfer" in p.steps[0].description
+    assert p.nbytes_moved == 1024 * 2 * sum(1 for s in p.steps if s.copies)
+
+
+def test_gpu_cast_torch_rounds_differently_runs_on_the_host() -> None:
+    """Pairs whose torch cast still differs from NumPy's (bfloat16's NaN payloads) cast on the host,
+    and the plan says why."""
+    with FakeMode():
+        t = torch.empty(1024, dtype=torch.float32, device="cuda:1")
+    p = af.plan(t, "numpy", dtype="bfloat16")
+    names = [s.name for s in p.steps]
     assert names[0] == "to_host" and "host_copy" in names, p.explain()
-    assert "double rounding" in p.explain()
-    assert p.nbytes_moved == 1024 * 8 + 1024 * 2
+    assert "NaN" in p.explain()
 
 
 def test_widening_from_gpu_is_not_cast_before_the_transfer(fake_cuda_f64: Any) -> None:
@@ -541,11 +554,15 @@ def test_cast_in_source_when_it_holds_the_dtype_and_casts_exactly() -> None:
     t = torch.arange(6, dtype=torch.float64)
     p = af.plan(t, "torch", dtype="float32")
     assert p.route == "native" and [s.name for s in p.steps] == ["cast"], p.explain()
-    p = af.plan(t, "torch", dtype="float16")  # torch's cast would round twice: NumPy casts
-    assert [s.name for s in p.steps] == ["export_host", "host_copy", "import_host"], p.explain()
-    assert "double rounding" in p.explain()
-    y = af.convert(t, "torch", dtype="float16")
-    assert numpy_bits(y).tobytes() == np.arange(6, dtype=np.float64).astype(np.float16).tobytes()
+    # torch's own cast would round twice; the adapter's cast rounds once (exact_float16)
+    p = af.plan(t, "torch", dtype="float16")
+    assert p.route == "native" and [s.name for s in p.steps] == ["cast"], p.explain()
+    x = torch.tensor([1 + 2.0**-11 + 2.0**-40, 0.1, -65504.0], dtype=torch.float64)
+    for casting in (None, "unsafe"):
+        y = af.convert(x, "torch", dtype="float16", casting=casting)
+        assert numpy_bits(y).tobytes() == x.numpy().astype(np.float16).tobytes()
+    p = af.plan(t, "torch", dtype="bfloat16")  # torch's bfloat16 NaN payloads differ: NumPy casts
+    assert "host_copy" in [s.name for s in p.steps] and "NaN" in p.explain(), p.explain()
 
 
 # -- nbytes_moved: an upper bound of what the steps write ------------------------------------------------
@@ -783,3 +800,83 @@ def test_block_test_shortcuts_refuse_exactly_the_out_of_range_values(src: str, d
         assert not bad, (src, dst, v)
         with np.errstate(all="ignore"):
             assert y.tobytes() == a.astype(dst).tobytes()
+
+
+# -- float64/float32 -> float16 in torch ops (what a CUDA tensor's cast runs), NumPy's bits ----------
+
+_F16_EDGES = [0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan, 65504.0, 65519.99999999999, 65520.0, -65520.0,
+              1e300, -1e300, 3.4028235677973366e38, 3.402823669209385e38, 1e-300, -1e-300, 2.0**-24, 2.0**-25,
+              2.0**-25 + 2.0**-60, -(2.0**-25), 2.0**-24 * 1.5, 2.0**-14, 2.0**-14 - 2.0**-25, 5e-324,
+              1 + 2.0**-11 + 2.0**-40, 1 + 2.0**-11, 1 + 3 * 2.0**-11, 2.0**-126, 2.0**-149, 2.0**-150 + 2.0**-200]
+_F64_NANS = [0x7FF0000000000001, 0x7FF4000000000000, 0xFFF8000000000123, 0x7FF0040000000000, 0x7FFFFFFFFFFFFFFF,
+             0xFFF0000000000001, 0x7FF003FFFFFFFFFF]
+
+
+def _f16_bits_numpy(a: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return a.astype(np.float16).view(np.uint16)
+
+
+def _f16_bits_torch(a: np.ndarray) -> np.ndarray:
+    from arrayferry.adapters.torch import exact_float16
+
+    return exact_float16(torch, torch.from_numpy(a)).view(torch.int16).numpy().view(np.uint16)
+
+
+def test_exact_float16_edges() -> None:
+    a = np.array(_F16_EDGES + [-v for v in _F16_EDGES], dtype=np.float64)
+    a = np.concatenate([a, np.array(_F64_NANS, dtype=np.uint64).view(np.float64)])
+    assert _f16_bits_torch(a).tolist() == _f16_bits_numpy(a).tolist()
+    with np.errstate(all="ignore"):
+        b = a.astype(np.float32)
+    assert _f16_bits_torch(b).tolist() == _f16_bits_numpy(b).tolist()
+    # torch's own cast is what this replaces: it rounds twice (and quiets NaN payloads)
+    x = np.array([1 + 2.0**-11 + 2.0**-40])
+    assert torch.from_numpy(x).to(torch.float16).item() == 1.0 != float(x.astype(np.float16)[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=64), st.booleans())
+def test_exact_float16_every_float64_bit_pattern(words: list[int], strided: bool) -> None:
+    """Any float64 bit pattern (NaN payloads, subnormals, beyond float32's range) casts to NumPy's
+    float16 bits; the same for the float32 patterns in the low words, and for strided views."""
+    a = np.array(words, dtype=np.uint64).view(np.float64)
+    if strided:
+        a = np.repeat(a, 2)[::2]
+    assert _f16_bits_torch(a).tolist() == _f16_bits_numpy(a).tolist()
+    b = (np.array(words, dtype=np.uint64) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+    assert _f16_bits_torch(b).tolist() == _f16_bits_numpy(b).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-70000, max_value=70000, width=64))
+def test_exact_float16_near_float16_values(v: float) -> None:
+    """Values near float16's grid (where double rounding bites) and its overflow threshold."""
+    a = np.array([v, np.nextafter(v, np.inf), np.nextafter(v, -np.inf), v * 2.0**-20, v * 2.0**-30], dtype=np.float64)
+    assert _f16_bits_torch(a).tolist() == _f16_bits_numpy(a).tolist()
+
+
+@pytest.mark.parametrize("casting", [None, "unsafe"])
+def test_torch_float16_cast_is_numpys(casting: str | None) -> None:
+    """A torch tensor cast to float16 in torch (the unsafe route casts in the adapter) or checked on
+    the host: the bits are NumPy's either way; overflow to infinity is refused unless unsafe."""
+    a = np.array(_F16_EDGES[:4] + [1 + 2.0**-11 + 2.0**-40, 2.0**-25 + 2.0**-60, 0.1, -7.3], dtype=np.float64)
+    y = af.convert(torch.from_numpy(a), "torch", dtype="float16", casting=casting)
+    assert y.numpy().view(np.uint16).tolist() == _f16_bits_numpy(a).tolist()
+    big = torch.tensor([1.0, 1e6], dtype=torch.float64)
+    if casting is None:
+        with pytest.raises(af.LossyConversionError, match="float16"):
+            af.convert(big, "torch", dtype="float16")
+    else:
+        assert af.convert(big, "torch", dtype="float16", casting="unsafe").tolist() == [1.0, math.inf]
+
+
+def test_float64_to_bfloat16_torch_and_ml_dtypes_round_alike() -> None:
+    """Both torch and ml_dtypes (NumPy's bfloat16) round float64 to bfloat16 through float32, so
+    the exact-float16 treatment is not applied to bfloat16: the reference itself rounds twice."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a = np.array([1 + 2.0**-8 + 2.0**-40, -(1 + 2.0**-8 + 2.0**-40), 1 + 3 * 2.0**-8 - 2.0**-40, 0.1, 3e38])
+    ref = a.astype(ml_dtypes.bfloat16).view(np.uint16)
+    assert ref.tolist() == a.astype(np.float32).astype(ml_dtypes.bfloat16).view(np.uint16).tolist()
+    assert torch.from_numpy(a).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).tolist() == ref.tolist()
+    assert numpy_bits(af.convert(torch.from_numpy(a), "torch", dtype="bfloat16")).tobytes() == ref.tobytes()

@@ -37,12 +37,28 @@ def test_gpu_narrowing_cast_matches_numpy(cuda: Any, dst: str) -> None:
     t = torch.from_numpy(a).to(cuda)
     p = af.plan(t, "numpy", dtype=dst)
     names = [s.name for s in p.steps]
-    if dst == "float16":  # torch rounds float64 -> float16 through float32: NumPy casts on the host
-        assert names[0] == "to_host", p.explain()
-    else:
-        assert names[:2] == ["cast", "to_host"], p.explain()
+    # float16 too: the adapter rounds once on the GPU (exact_float16), not through float32 as torch's cast
+    assert names[:2] == ["cast", "to_host"], p.explain()
     got = af.convert(t, "numpy", dtype=dst)
     assert got.dtype == np.dtype(dst) and got.tobytes() == a.astype(dst).tobytes()
+
+
+def test_gpu_float16_cast_rounds_once_and_keeps_numpys_nan_bits(cuda: Any) -> None:
+    """Values torch's own cast rounds twice (1 + 2**-11 + 2**-40), float16 subnormals, overflow
+    (casting='unsafe'), beyond float32's range, and NaN payloads: NumPy's bits from the GPU cast."""
+    vals = [1 + 2.0**-11 + 2.0**-40, 2.0**-25 + 2.0**-60, -(2.0**-24) * 1.5, 65519.99, 65520.0, 1e300, -1e-300,
+            -0.0, float("inf")]
+    a = np.concatenate([np.array(vals), np.array([0x7FF0000000000001, 0xFFF8000000000123], dtype=np.uint64).view(np.float64)])
+    t = torch.from_numpy(a).to(cuda)
+    assert [s.name for s in af.plan(t, "numpy", dtype="float16", casting="unsafe").steps][:2] == ["cast", "to_host"]
+    got = af.convert(t, "numpy", dtype="float16", casting="unsafe")
+    with np.errstate(all="ignore"):
+        want = a.astype(np.float16)
+    assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    with pytest.raises(af.LossyConversionError, match="float16"):
+        af.convert(t, "numpy", dtype="float16")
+    f = torch.from_numpy(a[:4].astype(np.float32)).to(cuda)  # float32 -> float16 on the GPU: same bits
+    assert af.convert(f, "numpy", dtype="float16").view(np.uint16).tolist() == a[:4].astype(np.float32).astype(np.float16).view(np.uint16).tolist()
 
 
 def test_gpu_out_of_range_cast_raises_unless_unsafe(cuda: Any) -> None:

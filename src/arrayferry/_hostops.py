@@ -444,7 +444,7 @@ def _range_test(rsrc: str, rdst: str) -> Any:
     if bounds is None:
         return None
     blo, bhi = bounds
-    ks, kd = kind_of(rsrc), kind_of(rdst)
+    ks = kind_of(rsrc)
     maximum, minimum = np.maximum.reduce, np.minimum.reduce
     if ks in "iu":
         slo, shi = _irange(rsrc)

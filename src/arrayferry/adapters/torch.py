@@ -363,14 +363,23 @@ class TorchAdapter(Adapter):
         return t.clone(memory_format=_torch().contiguous_format)
 
     def cast(self, t: Any, dtype: str) -> Any:
-        if t.is_complex() and not getattr(_torch(), dtype).is_complex:
+        torch = _torch()
+        if t.is_complex() and not getattr(torch, dtype).is_complex:
             t = t.real  # what the cast keeps anyway (values were checked), without torch's UserWarning
+        if dtype == "float16" and t.dtype in (torch.float64, torch.float32):
+            # torch rounds float64 through float32 and sets its own NaN payloads: NumPy's bits instead
+            if t.is_cuda:
+                with torch_stream_context(t.device.index):
+                    return exact_float16(torch, t)
+            return exact_float16(torch, t)
         if t.is_cuda:
             with torch_stream_context(t.device.index):
-                return t.to(getattr(_torch(), dtype))
-        return t.to(getattr(_torch(), dtype))
+                return t.to(getattr(torch, dtype))
+        return t.to(getattr(torch, dtype))
 
     def cast_differs(self, src: str, dst: str, device: Device) -> str | None:
+        if dst == "float16" and src in ("float32", "float64", "complex64", "complex128"):
+            return None  # cast() rounds once, as NumPy does, and writes NumPy's NaN bits (exact_float16)
         if kind_of(src) in "fc" and (dst in ("float16", "bfloat16") or dst.startswith("float8")):
             # measured on torch 2.13 CPU: float64 -> float16 rounds through float32 (double
             # rounding: 61 of 10^6 normal values differ in the last bit); float32 -> float16 and
@@ -426,6 +435,37 @@ class TorchAdapter(Adapter):
             with torch_stream_context(device.index):
                 return t.to(_torch().device(str(device)))
         return t.to(_torch().device(str(device)))
+
+
+def exact_float16(torch: Any, t: Any) -> Any:
+    """Cast the real float64 or float32 tensor ``t`` to float16 with NumPy's bits, in torch ops only
+    (so on the tensor's device: a CUDA tensor is narrowed before it is moved).
+
+    torch's own float64 -> float16 cast rounds through float32 (two roundings: 1 + 2**-11 + 2**-40
+    becomes 1.0 where NumPy gives 1 + 2**-10), and both its casts quiet NaN payloads that NumPy
+    keeps. Here float64 is first rounded to float32 *to odd* (truncated toward zero, the lowest
+    mantissa bit set when inexact), which keeps enough information (24 >= 2 * 11 + 2 bits) for the
+    final round-to-nearest to float16 to equal one direct rounding; this holds for float16
+    subnormals and for values beyond float32's range (truncated to its largest finite value, which
+    float16 rounds to infinity as a direct cast would). NaN gets NumPy's bits: the sign, and
+    ``0x7c00 + (mantissa >> (52 - 10))`` (``>> 13`` from float32), kept a NaN."""
+    if t.dtype == torch.float64:
+        y = t.to(torch.float32)
+        back = y.to(torch.float64)
+        # rounding went away from zero (overflow to infinity included): one step back toward zero
+        y = torch.where(back.abs() > t.abs(), torch.nextafter(y, torch.zeros_like(y)), y)
+        yi = y.view(torch.int32)
+        y = torch.where(back != t, yi | 1, yi).view(torch.float32)  # sticky bit: inexact
+        bits = t.view(torch.int64)
+        sig = (bits & 0x000FFFFFFFFFFFFF) >> 42
+    else:
+        y = t
+        bits = t.view(torch.int32).to(torch.int64)
+        sig = (bits & 0x007FFFFF) >> 13
+    h = y.to(torch.float16).view(torch.int16)
+    nan = (sig + (sig == 0).to(torch.int64) + 0x7C00) + (bits < 0).to(torch.int64) * 0x8000
+    nan = torch.where(nan >= 0x8000, nan - 0x10000, nan).to(torch.int16)  # as int16 bits
+    return torch.where(torch.isnan(t), nan, h).view(torch.float16)
 
 
 class _TorchOps:
