@@ -19,8 +19,10 @@ Casting policy (``convert(..., casting=)``, NumPy's names):
     NumPy's dtype rules (``numpy.can_cast``), checked when the plan is made; the casts they allow
     are then value-checked as for ``None``.
 
-The checks run fused with the cast, block by block while the block is in cache (about
-``_BLOCK`` elements), so they cost a few per cent of the cast itself (``benchmarks/run.py``).
+The checks run with the cast: through the FPU's flags where those report every out-of-range
+value of the pair (no extra pass), else block by block while the block is in cache (``_BLOCK``
+elements), with one reduction where one suffices (:func:`_range_test`); the failing value is
+looked for only in a block that fails. ``benchmarks/run.py`` measures each class of pair.
 """
 
 from __future__ import annotations
