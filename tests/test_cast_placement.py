@@ -880,3 +880,16 @@ def test_float64_to_bfloat16_torch_and_ml_dtypes_round_alike() -> None:
     assert ref.tolist() == a.astype(np.float32).astype(ml_dtypes.bfloat16).view(np.uint16).tolist()
     assert torch.from_numpy(a).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).tolist() == ref.tolist()
     assert numpy_bits(af.convert(torch.from_numpy(a), "torch", dtype="bfloat16")).tobytes() == ref.tobytes()
+
+
+@pytest.mark.parametrize("src", ["complex128", "complex64", "float32"])
+def test_torch_float16_cast_from_complex_and_float32(src: str) -> None:
+    """complex (imaginary parts zero) and float32 tensors cast to float16 in torch with NumPy's bits."""
+    with np.errstate(all="ignore"):
+        a = np.array([1 + 2.0**-11 + 2.0**-40, 2.0**-25 + 2.0**-60, -0.0, 65519.99, 0.1], dtype=np.float64).astype(src)
+    want = (a.real if a.dtype.kind == "c" else a).astype(np.float16)
+    p = af.plan(torch.from_numpy(a), "torch", dtype="float16", casting="unsafe")
+    assert [s.name for s in p.steps] == ["cast"], p.explain()
+    for casting in (None, "unsafe"):
+        y = af.convert(torch.from_numpy(a), "torch", dtype="float16", casting=casting)
+        assert y.numpy().view(np.uint16).tolist() == want.view(np.uint16).tolist()
