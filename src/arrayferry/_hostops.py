@@ -455,20 +455,20 @@ def _range_test(rsrc: str, rdst: str) -> Any:
             unsigned = np.dtype(f"u{np.dtype(rsrc).itemsize}")
 
             def ok_view(b: Any) -> bool:  # -1 reads as 2**bits - 1, beyond bhi
-                return int(maximum(b.view(unsigned), axis=None)) <= bhi
+                return bool(int(maximum(b.view(unsigned), axis=None)) <= bhi)
             return ok_view
         if not need_lo:
             def ok_hi(b: Any) -> bool:  # compared as Python ints (NumPy 1.26 would compare uint64 with int as float64)
-                return int(maximum(b, axis=None)) <= bhi
+                return bool(int(maximum(b, axis=None)) <= bhi)
             return ok_hi
         if not need_hi:
             def ok_lo(b: Any) -> bool:
-                return int(minimum(b, axis=None)) >= blo
+                return bool(int(minimum(b, axis=None)) >= blo)
             return ok_lo
 
     if ks in "iu":
         def ok_int(b: Any) -> bool:
-            return int(minimum(b, axis=None)) >= blo and int(maximum(b, axis=None)) <= bhi
+            return bool(int(minimum(b, axis=None)) >= blo) and bool(int(maximum(b, axis=None)) <= bhi)
         return ok_int
 
     def ok(b: Any) -> bool:
