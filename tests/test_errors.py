@@ -74,7 +74,7 @@ def test_unconvertible_arrays_raise_typed_errors(
 
 
 @pytest.mark.parametrize("copy_policy", [None, False, True])
-@pytest.mark.parametrize("dtype", [None, "float64", "int32"])
+@pytest.mark.parametrize("dtype", [None, "float64", "int32", "float16"])
 def test_meta_tensor_into_torch_on_meta_is_torchs_own_business(copy_policy: bool | None, dtype: str | None) -> None:
     """torch -> torch on the meta device moves nothing: identity, copy and cast are torch's own."""
     m = torch.empty(3, 4, device="meta")

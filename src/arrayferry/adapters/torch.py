@@ -456,16 +456,22 @@ def exact_float16(torch: Any, t: Any) -> Any:
         y = torch.where(back.abs() > t.abs(), torch.nextafter(y, torch.zeros_like(y)), y)
         yi = y.view(torch.int32)
         y = torch.where(back != t, yi | 1, yi).view(torch.float32)  # sticky bit: inexact
-        bits = t.view(torch.int64)
-        sig = (bits & 0x000FFFFFFFFFFFFF) >> 42
+        del back, yi
     else:
         y = t
-        bits = t.view(torch.int32).to(torch.int64)
-        sig = (bits & 0x007FFFFF) >> 13
-    h = y.to(torch.float16).view(torch.int16)
-    nan = (sig + (sig == 0).to(torch.int64) + 0x7C00) + (bits < 0).to(torch.int64) * 0x8000
-    nan = torch.where(nan >= 0x8000, nan - 0x10000, nan).to(torch.int16)  # as int16 bits
-    return torch.where(torch.isnan(t), nan, h).view(torch.float16)
+    h = y.to(torch.float16)
+    nan = torch.isnan(t)
+    if not t.is_meta and bool(nan.any()):  # NaN bits computed for the NaN elements only (no full-size int64 temporaries)
+        if t.dtype == torch.float64:
+            bits = t[nan].view(torch.int64)
+            sig = (bits & 0x000FFFFFFFFFFFFF) >> 42
+        else:
+            bits = t[nan].view(torch.int32).to(torch.int64)
+            sig = (bits & 0x007FFFFF) >> 13
+        w = (sig + (sig == 0).to(torch.int64) + 0x7C00) + (bits < 0).to(torch.int64) * 0x8000
+        w = torch.where(w >= 0x8000, w - 0x10000, w).to(torch.int16)  # as int16 bits
+        h.view(torch.int16)[nan] = w
+    return h
 
 
 class _TorchOps:
