@@ -248,7 +248,8 @@ def bench_casts(quick: bool) -> list[Result]:
     out.append({"name": "64 MiB cast float64 -> float16 in torch ops, rounding once (exact_float16, the GPU's cast)",
                 "value": m["af"] * 1e3, "unit": "ms", "baseline": m["torch"] * 1e3,
                 "baseline_name": "t.to(torch.float16) (rounds through float32)", "ratio": m["af"] / m["torch"],
-                "note": "(reference: measured on CPU tensors here; on a GPU it saves moving 8 bytes per value)"})
+                "note": "(reference: the GPU's code path, timed on a CPU tensor; CPU tensors are cast with NumPy, "
+                        "the row above; on a GPU it lets the transfer move 2 bytes per value instead of 8)"})
 
     # 2. the value check (casting=None) against no check (casting='unsafe'), same route, NumPy target
     #    one row per class of pair: the check each class runs is named in the "how" column
