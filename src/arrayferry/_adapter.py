@@ -260,6 +260,10 @@ class Adapter:
     #: ``{"chunks": "the dask chunks of the result ..."}``. An adapter that declares options
     #: implements :meth:`apply_options`; anything else passed to ``convert`` raises ``ArgumentError``.
     target_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    #: Values of each target option that the conformance kit (``arrayferry.testing``) converts with,
+    #: to check the option is applied (the plan records it and changes, values survive bit for bit);
+    #: every declared option needs at least one, e.g. ``{"chunks": ((2, 2), "auto", -1)}``.
+    target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({})
     # route flags this class computed itself (unset by hand), so that a subclass recomputes them
     _auto_routes: frozenset[str] = frozenset()
 

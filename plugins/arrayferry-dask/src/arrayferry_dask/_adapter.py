@@ -138,6 +138,9 @@ class DaskAdapter(Adapter):
         "chunks": "the result's chunks, as dask.array.from_array takes them: 'auto', an int, a tuple "
                   "per axis (-1: the whole axis), a dict {axis: size}",
     })
+    target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({
+        "chunks": ((2, 2), 2, "auto", -1, {0: 1}),
+    })
 
     # -- detection ---------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:
