@@ -71,7 +71,11 @@ def _probe(fn: Any) -> tuple[str, str]:
         except Exception as exc2:
             return "broken", f"it raised {type(exc2).__name__}: {exc2}"
         return "private", f"it takes no copy= (array API before 2023.12: {type(exc).__name__}: {exc}), so it may copy or alias"
-    except Exception as exc:  # refuses copy=False for plain NumPy memory
+    except Exception as exc:  # refuses copy=False for plain NumPy memory, or fails altogether
+        try:
+            fn(a)
+        except Exception as exc2:
+            return "broken", f"it raised {type(exc2).__name__}: {exc2}"
         return "private", f"it refused copy=False for NumPy memory ({type(exc).__name__}: {exc})"
     p = _pointer(r)
     if p is None:
@@ -178,9 +182,12 @@ class NamespaceAdapter(Adapter):
         return self.host_importer(ArrayInfo(self.name, "float64", ()))(arr)
 
     def dlpack_import_refusals(self, info: ArrayInfo) -> list[str]:
+        out: list[str] = []
         if info.readonly:
-            return [f"the memory is read-only, and arrayferry cannot tell whether {self.name} arrays keep it so"]
-        return []
+            out.append(f"the memory is read-only, and arrayferry cannot tell whether {self.name} arrays keep it so")
+        if info.layout != "contiguous" or info.flags:
+            out.append(f"{self.name}.from_dlpack(copy=False) is only known to alias C-contiguous memory")
+        return out
 
     def from_dlpack(self, x: Any) -> Any:
         return self.ns.from_dlpack(x, copy=False)

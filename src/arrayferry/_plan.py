@@ -409,7 +409,14 @@ def resolve_device(info: ArrayInfo, tgt: Adapter, src: Adapter, device: Any) -> 
         raise first_device_error or last
     d = Device.parse(device)
     if d.index is None and d.type == info.device.type and info.device.index is not None:
-        d = info.device  # "cuda" for an array already on a GPU means "stay on that GPU"
+        # "cuda" for an array already on a GPU means "stay on that GPU"; "cpu" for an array on JAX's
+        # cpu:2 means "stay there" for a target with several host devices, the host for the others
+        try:
+            tgt.check_device(info.device)
+            d = info.device
+        except DeviceError:
+            if not d.is_host:
+                raise
     tgt.check_device(d)
     return d
 
