@@ -322,3 +322,63 @@ def test_example_array_with_options() -> None:
 
     y = af.convert(np.arange(6.0), da.zeros(2), chunks=2)
     assert y.chunks == ((2, 2, 2),)
+
+
+# ------------------------------------------------------------------------------------------------
+# the class: any layout, dtype, namespace kind and copy policy keeps the plan honest
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_LAYOUTS = ("contiguous", "strided", "reversed", "transposed", "readonly", "byteswapped", "0-d", "empty")
+
+
+def _source(layout: str, dtype: str) -> np.ndarray:
+    base = _special(dtype, 24).reshape(4, 6)
+    if layout == "strided":
+        return base[:, ::2]
+    if layout == "reversed":
+        return base[::-1]
+    if layout == "transposed":
+        return base.T
+    if layout == "readonly":
+        base.flags.writeable = False
+        return base
+    if layout == "byteswapped":
+        return base.astype(base.dtype.newbyteorder())
+    if layout == "0-d":
+        return base[1:2, 1:2].copy().reshape(())
+    if layout == "empty":
+        return base[:0]
+    return base
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_LAYOUTS), st.sampled_from(("bool", "int8", "uint16", "int64", "float32", "float64", "complex64")),
+       st.sampled_from(("minixp", "oldxp", "lyingxp", "dlpackxp")), st.sampled_from((None, True, False)),
+       st.booleans())
+def test_namespace_plans_are_honest(layout: str, dtype: str, which: str, copy: bool | None, via_torch: bool) -> None:
+    ns = {"minixp": MINIXP, "oldxp": OLDXP, "lyingxp": LYINGXP, "dlpackxp": DLPACKXP}[which]
+    x = _source(layout, dtype)
+    src: Any = x
+    if via_torch:
+        if layout in ("byteswapped",) or x.dtype == np.uint16 and torch.__version__ < "2.3":
+            return
+        src = af.convert(x, "torch")  # (a copy where torch cannot alias the layout)
+    view = np.asarray(af.convert(src, "numpy", copy=False)) if via_torch else x
+    default = af.plan(src, ns)
+    if copy is False and not default.zero_copy:
+        with pytest.raises(af.CopyRequiredError):
+            af.convert(src, ns, copy=False)
+        return
+    p = af.plan(src, ns, copy=copy)
+    out = af.convert(src, ns, copy=copy)
+    assert isinstance(out, MiniArray)
+    assert _bits(out) == _bits(x.astype(x.dtype.newbyteorder("=")))
+    shared = np.shares_memory(out.a, view) and view.size > 0
+    if view.size > 0:
+        assert shared == p.zero_copy, p.explain()
+    if copy is True or layout == "readonly" and not via_torch:  # (torch copied read-only memory already)
+        assert not shared
+    if which in ("oldxp", "lyingxp"):
+        assert not p.zero_copy

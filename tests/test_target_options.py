@@ -280,3 +280,54 @@ def test_declared_options_without_apply_options_are_refused_at_registration() ->
     assert "target_options: label, but apply_options is not implemented" in msg
     assert msg.splitlines()[-1].startswith("Hint:")
     af.unregister_plugin("labelled-broken-plugin")
+
+
+# ------------------------------------------------------------------------------------------------
+# the class: any shape, any chunks spec dask takes (or refuses)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _shape_and_chunks(draw: st.DrawFn) -> tuple[tuple[int, ...], Any]:
+    shape = tuple(draw(st.lists(st.integers(0, 7), min_size=1, max_size=3)))
+    per_axis = st.one_of(st.integers(-1, 8), st.just("auto"), st.none())
+    kind = draw(st.sampled_from(["int", "tuple", "dict", "auto", "blocks"]))
+    if kind == "int":
+        return shape, draw(st.integers(-1, 8))
+    if kind == "auto":
+        return shape, "auto"
+    if kind == "dict":
+        return shape, draw(st.dictionaries(st.integers(0, len(shape)), st.integers(-1, 8), max_size=len(shape)))
+    if kind == "blocks":  # explicit block sizes: right or wrong sums
+        return shape, tuple(tuple(draw(st.lists(st.integers(0, 4), min_size=1, max_size=3))) for _ in shape)
+    return shape, tuple(draw(per_axis) for _ in range(draw(st.sampled_from([len(shape), len(shape), len(shape) + 1]))))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_shape_and_chunks(), st.sampled_from(["float32", "int16", "bool"]))
+def test_any_chunks_give_what_from_array_gives_or_an_argument_error(sc: tuple[tuple[int, ...], Any], dtype: str) -> None:
+    shape, chunks = sc
+    x = (np.arange(int(np.prod(shape))) % 7).astype(dtype).reshape(shape)
+    try:
+        want = da.from_array(x, chunks=chunks)
+    except Exception:
+        want = None
+    if want is None:
+        with pytest.raises(af.ArgumentError) as info:
+            af.convert(x, "dask", chunks=chunks)
+        assert info.value.args[0].splitlines()[-1].startswith("Hint:")
+        return
+    got = af.convert(x, "dask", chunks=chunks)
+    assert got.chunks == want.chunks and got.dtype == x.dtype
+    assert _bits(got.compute()) == _bits(x)
+    try:
+        want_again = want.rechunk(chunks)
+    except Exception:
+        with pytest.raises(af.ArgumentError, match="rechunk raised"):  # what from_array takes, rechunk may not
+            af.convert(got, "dask", chunks=chunks)
+        return
+    again = af.convert(got, "dask", chunks=chunks)  # dask to dask: a lazy rechunk
+    assert again.chunks == want_again.chunks
+    assert _bits(again.compute()) == _bits(x)

@@ -174,7 +174,8 @@ class NamespaceAdapter(Adapter):
         def private(arr: Any) -> Any:
             import numpy as np
 
-            return fn(np.array(arr, copy=True))
+            # fresh, C-contiguous, native byte order (the array API has no other), writable
+            return fn(np.array(arr, dtype=arr.dtype.newbyteorder("="), order="C", copy=True))
 
         return private
 

@@ -297,7 +297,7 @@ def _check_chunks(chunks: Any, shape: tuple[int, ...], dtype: Any = None) -> Non
         dtype = np.dtype("float64")
     try:
         normalize_chunks(chunks, shape, dtype=dtype)
-    except (ValueError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # ValueError, TypeError, ZeroDivisionError (chunks=0) ...: a value dask cannot take
         raise _chunks_error(chunks, shape, f"dask.array.core.normalize_chunks raised {type(exc).__name__}: {exc}") from exc
 
 
@@ -331,9 +331,12 @@ class _Rechunk:
         self.chunks = chunks
 
     def __call__(self, x: Any) -> Any:
-        if _known(x):
-            _check_chunks(self.chunks, tuple(int(s) for s in x.shape), x.dtype)
-        return x.rechunk(self.chunks)
+        shape = tuple(int(s) for s in x.shape) if _known(x) else tuple(-1 for _ in x.shape)
+        _check_chunks(self.chunks, shape, x.dtype)
+        try:
+            return x.rechunk(self.chunks)
+        except Exception as exc:  # what from_array takes, rechunk may not (a dict naming no axis)
+            raise _chunks_error(self.chunks, shape, f"dask's rechunk raised {type(exc).__name__}: {exc}") from exc
 
 
 def _known(x: Any) -> bool:
