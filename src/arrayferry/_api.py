@@ -179,7 +179,8 @@ def _convert_options(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None
             return _convert_options(x, to, device, dtype, copy, None, casting, options)
     opts = tuple(sorted(options.items()))
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    key = (src, src.signature(x), to, device, dtype, copy, casting, opts)
+    # the values' types too: 1 == True hash alike, and requires_grad=1 must not find requires_grad=True's plan
+    key = (src, src.signature(x), to, device, dtype, copy, casting, opts, tuple(type(v) for _, v in opts))
     try:
         ent = _PLANS[key]
     except KeyError:

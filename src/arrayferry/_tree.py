@@ -278,7 +278,8 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None,
     convert = _api.convert
     local: dict[Hashable, Callable[[Any], Any]] = {}
     opts = tuple(sorted(options.items())) if options else ()
-    more: tuple[Any, ...] = (opts,) if opts else ()  # convert's key has the options last, when given
+    # convert's key has the options and their types last, when given
+    more: tuple[Any, ...] = (opts, tuple(type(v) for _, v in opts)) if opts else ()
 
     def conv(x: Any) -> Any:
         src = types.get(type(x)) or source_adapter(x)
