@@ -382,3 +382,30 @@ def test_namespace_plans_are_honest(layout: str, dtype: str, which: str, copy: b
         assert not shared
     if which in ("oldxp", "lyingxp"):
         assert not p.zero_copy
+
+
+def test_example_arrays_device_is_asked_for_without_a_gpu() -> None:
+    """A CuPy example on cuda:1 (a real cupy.ndarray labelled so, built without a driver: see
+    tests/cuda_support.py) asks for CuPy on cuda:1; an explicit device= wins."""
+    from cuda_support import cupy_without_driver, driverless_cupy_array
+
+    if not cupy_without_driver():
+        pytest.skip("needs CuPy installed without a usable CUDA device")
+    ex = driverless_cupy_array(np.zeros(2), 1)
+    with pytest.raises(af.DeviceError, match="asked for device 'cuda:1'"):
+        af.convert(np.arange(3.0), ex)
+    with pytest.raises(af.DeviceError, match="asked for device 'cuda:0'"):
+        af.plan(np.arange(3.0), ex, device="cuda:0")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")
+def test_example_cuda_tensor_puts_the_result_on_its_gpu() -> None:
+    ex = torch.zeros(1, device="cuda")
+    x = _special("float32")
+    out = af.convert(x, ex)
+    assert out.device == ex.device
+    assert _bits(out.cpu().numpy()) == _bits(x)
+    assert af.convert(x, ex, device="cpu").device.type == "cpu"
+    back = af.convert(out, np.zeros(1))  # a NumPy example: the host
+    assert _bits(back) == _bits(x)
