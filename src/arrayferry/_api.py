@@ -211,7 +211,7 @@ def _example_target(to: Any, device: Any) -> tuple[str, Any] | None:
     if isinstance(to, (str, ModuleType)):
         return None
     a = registry().adapter_for_type(type(to))
-    if a is None:
+    if a is None or not (a.host_import or a.dlpack_import or a.cai_import):  # a source-only adapter is no target
         return None
     return a.name, adapter_device_of(a, to) if device is None else device
 

@@ -258,8 +258,8 @@ class Registry:
             if a is not None:
                 return a
         if not isinstance(to, str):
-            a = self.adapter_for_type(type(to))  # an example array: its framework
-            if a is not None:
+            a = self.adapter_for_type(type(to))  # an example array: its framework (if it can be a target)
+            if a is not None and (a.host_import or a.dlpack_import or a.cai_import):
                 return a
             ns = self._namespace_adapter(to)
             if ns is not None:
