@@ -21,10 +21,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from types import ModuleType
-from typing import Any
+from types import MappingProxyType, ModuleType
+from typing import Any, ClassVar
 
 from ._device import Device
 from ._errors import DeviceError, UnsupportedDTypeError, format_message
@@ -100,7 +100,8 @@ def unimplemented_routes(adapter: Adapter) -> list[tuple[str, tuple[str, ...]]]:
 def check_routes(adapter: Adapter, plugin: str) -> None:
     """Raise a several-line :class:`PluginError` when ``adapter`` declares a route it does not implement."""
     missing = unimplemented_routes(adapter)
-    if not missing:
+    no_options = bool(adapter.target_options) and not _overrides(type(adapter), "apply_options")
+    if not missing and not no_options:
         return
     from ._errors import PluginError
 
@@ -108,9 +109,12 @@ def check_routes(adapter: Adapter, plugin: str) -> None:
     for flag, methods in missing:
         need = methods[0] if len(methods) == 1 else " or ".join(methods)
         tried.append(f"capability: {flag} = True, but {need} is not implemented (Adapter's default raises NotImplementedError)")
+    if no_options:
+        tried.append(f"target_options: {', '.join(adapter.target_options)}, but apply_options is not implemented "
+                     "(Adapter's default raises NotImplementedError)")
     raise PluginError(
         format_message(
-            f"Adapter {adapter.name!r} declares routes it does not implement.",
+            f"Adapter {adapter.name!r} declares {'routes' if missing else 'target options'} it does not implement.",
             tried,
             hint="implement the missing methods, or remove the flags (unset, a route follows the methods the adapter overrides)",
         )
@@ -251,6 +255,15 @@ class Adapter:
     #: True when plans into this framework depend on more than the source's signature
     #: (e.g. JAX aliases only 64-byte aligned memory); then ``refine_key`` is called per conversion.
     refines: bool = False
+    #: The keyword options ``convert(x, to=<this framework>, **options)`` accepts, each name with a
+    #: one-line description (shown when an unknown option is refused), e.g.
+    #: ``{"chunks": "the dask chunks of the result ..."}``. An adapter that declares options
+    #: implements :meth:`apply_options`; anything else passed to ``convert`` raises ``ArgumentError``.
+    target_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    #: Values of each target option that the conformance kit (``arrayferry.testing``) converts with,
+    #: to check the option is applied (the plan records it and changes, values survive bit for bit);
+    #: every declared option needs at least one, e.g. ``{"chunks": ((2, 2), "auto", -1)}``.
+    target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({})
     # route flags this class computed itself (unset by hand), so that a subclass recomputes them
     _auto_routes: frozenset[str] = frozenset()
 
@@ -494,6 +507,21 @@ class Adapter:
     def from_cai(self, x: Any) -> Any:
         """A native array wrapping ``x.__cuda_array_interface__`` (same device, no copy)."""
         raise NotImplementedError
+
+    def apply_options(self, steps: list[Step], options: Mapping[str, Any], info: ArrayInfo) -> list[Step]:
+        """The steps of a route into this framework, rewritten to honour ``options`` (target options).
+
+        Called once per route the planner considers, only with options named in
+        :attr:`target_options` (and at least one of them). ``steps`` ends with the step that makes
+        this framework's array (``import_host``, ``from_dlpack``, a cast, or nothing for the
+        identity); ``info`` describes the result (this framework, its dtype and device, and the
+        shape of the array the plan is made for: a cached plan also runs on arrays of other
+        shapes, so work that depends on the shape belongs in a step's function). Return the new
+        list: replace the last step by one that takes the options (``dataclasses.replace``), or
+        append a step that applies them. Raise :class:`ArgumentError` (with a ``Hint:``) for a value
+        the framework cannot take. Default: raises ``NotImplementedError`` (declare no options).
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} declares target_options but does not implement apply_options")
 
     # -- native operations -------------------------------------------------------------------
     def copy(self, x: Any) -> Any:

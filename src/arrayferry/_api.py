@@ -8,7 +8,8 @@ composed step functions. Hooks run only when a new signature is planned.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from ._adapter import Adapter
@@ -83,35 +84,46 @@ def _unknown_hint(x: Any) -> str:
 
 
 def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None,
-              casting: str | None = None) -> tuple[Template, Hashable]:
+              casting: str | None = None, options: tuple[tuple[str, Any], ...] = ()) -> tuple[Template, Hashable]:
+    ex = _example_target(to, device)
+    if ex is not None:
+        to, device = ex
     tgt = registry().adapter_named(to)
     tgt.namespace()  # a registered framework that is not installed: UnknownFrameworkError with a hint
     info = src.describe(x)
     if tgt.refines:
         info = info.with_(extra=info.extra + tuple(tgt.refine_key(src, x)))
-    return build_template(src, info, tgt, device, dtype, copy, casting), src.signature(x)
+    t = build_template(src, info, tgt, device, dtype, copy, casting, options)
+    more = tgt.plan_notes(t) if hasattr(tgt, "plan_notes") else ()
+    if more:
+        t = replace(t, notes=(*t.notes, *more))
+    return t, src.signature(x)
 
 
 @overload
 def convert(x: Any, to: Literal["numpy", "np"], *, device: Any = None, dtype: Any = None,
-            copy: bool | None = None, stream: Any = None, casting: str | None = None) -> numpy.typing.NDArray[Any]: ...
+            copy: bool | None = None, stream: Any = None, casting: str | None = None, **options: Any) -> numpy.typing.NDArray[Any]: ...
 @overload
 def convert(x: Any, to: Literal["torch", "pytorch", "pt"], *, device: Any = None, dtype: Any = None,
-            copy: bool | None = None, stream: Any = None, casting: str | None = None) -> torch.Tensor: ...
+            copy: bool | None = None, stream: Any = None, casting: str | None = None, **options: Any) -> torch.Tensor: ...
 @overload
 def convert(x: Any, to: Literal["jax"], *, device: Any = None, dtype: Any = None,
-            copy: bool | None = None, stream: Any = None, casting: str | None = None) -> jax.Array: ...
+            copy: bool | None = None, stream: Any = None, casting: str | None = None, **options: Any) -> jax.Array: ...
 @overload
 def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-            stream: Any = None, casting: str | None = None) -> Any: ...
+            stream: Any = None, casting: str | None = None, **options: Any) -> Any: ...
 
 
 def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-            stream: Any = None, casting: str | None = None) -> Any:
+            stream: Any = None, casting: str | None = None, **options: Any) -> Any:
     """Convert ``x`` to framework ``to`` by the cheapest correct route.
 
     :param x: an array of any registered framework.
-    :param to: a framework name (``"numpy"``, ``"torch"``, ...) or the framework's module.
+    :param to: a framework name (``"numpy"``, ``"torch"``, ...) or the framework's module; an
+        array-API namespace (``array_api_compat.array_namespace(y)``, ``array_api_strict``, or any
+        object with ``from_dlpack``/``asarray``: one the registry knows keeps its own adapter, any
+        other is a generic host target); or an example array ``y`` of a registered framework
+        (``to=y``: ``y``'s framework, and ``y``'s device when ``device=`` is not given).
     :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a :class:`Device` or the framework's own
         device object; default: the source's device when the target can hold it, else the host.
     :param dtype: a dtype name or any framework's dtype; the cast is part of the plan.
@@ -128,8 +140,14 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         (rounding and truncation toward zero are allowed); ``"unsafe"``: no check (NumPy's
         ``astype`` result); ``"same_value"``: every value must survive exactly; ``"same_kind"``,
         ``"safe"``, ``"equiv"``, ``"no"``: NumPy's dtype rules, then checked as for ``None``.
+    :param options: target options, which the target's adapter declares (``chunks=`` for dask:
+        ``convert(x, "dask", chunks=(5, 5))``); an option the target does not take raises
+        :class:`ArgumentError` listing those it takes. Hashable values key the plan cache (others
+        are planned on every call).
     :returns: the converted array. ``plan(x, ...)`` says how it will be done.
     """
+    if options:
+        return _convert_options(x, to, device, dtype, copy, stream, casting, options)
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
@@ -141,14 +159,61 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         ent = _PLANS[key]
     except KeyError:
         ent = _new_entry(x, src, key, to, device, dtype, copy, casting)
-    except TypeError:  # unhashable device/dtype object: plan every time
-        return run_template(_template(x, src, to, device, dtype, copy, casting)[0], x)
+    except TypeError:  # unhashable device/dtype object (or an example array): plan every time
+        return _unkeyed(x, src, to, device, dtype, copy, casting)
     try:
         return ent(x)
     except ArrayFerryError:
         raise
     except Exception as exc:  # foreign errors: see _plan.failure
         raise_failed(key, exc, x)
+
+
+def _convert_options(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None, stream: Any,
+                     casting: str | None, options: dict[str, Any]) -> Any:
+    """``convert`` with target options: keyed like ``convert``, plus the sorted options."""
+    if stream is not None:
+        from ._cuda import parse_stream, using_stream
+
+        with using_stream(parse_stream(stream)):
+            return _convert_options(x, to, device, dtype, copy, None, casting, options)
+    opts = tuple(sorted(options.items()))
+    src = _TYPES.get(type(x)) or _source_adapter(x)
+    # the values' types too: 1 == True hash alike, and requires_grad=1 must not find requires_grad=True's plan
+    key = (src, src.signature(x), to, device, dtype, copy, casting, opts, tuple(type(v) for _, v in opts))
+    try:
+        ent = _PLANS[key]
+    except KeyError:
+        ent = _new_entry(x, src, key, to, device, dtype, copy, casting, opts)
+    except TypeError:  # an unhashable option (a list, a dict), device or dtype: plan every time
+        return _unkeyed(x, src, to, device, dtype, copy, casting, opts)
+    try:
+        return ent(x)
+    except ArrayFerryError:
+        raise
+    except Exception as exc:
+        raise_failed(key, exc, x)
+
+
+def _unkeyed(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None, casting: str | None,
+             opts: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """Convert without the plan cache (an argument is unhashable); an example array as ``to``
+    (NumPy's are unhashable) goes back through the cache as its framework's name and device."""
+    ex = _example_target(to, device)
+    if ex is not None:
+        return convert(x, ex[0], device=ex[1], dtype=dtype, copy=copy, casting=casting, **dict(opts))
+    return run_template(_template(x, src, to, device, dtype, copy, casting, opts)[0], x)
+
+
+def _example_target(to: Any, device: Any) -> tuple[str, Any] | None:
+    """``(framework name, device)`` when ``to`` is an example array of a registered framework
+    (``device`` itself when given, else the example's device); ``None`` for anything else."""
+    if isinstance(to, (str, ModuleType)):
+        return None
+    a = registry().adapter_for_type(type(to))
+    if a is None or not (a.host_import or a.dlpack_import or a.cai_import):  # a source-only adapter is no target
+        return None
+    return a.name, adapter_device_of(a, to) if device is None else device
 
 
 def failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
@@ -169,7 +234,18 @@ def raise_failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> NoReturn:
 
 
 def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None,
-               casting: str | None = None) -> Any:
+               casting: str | None = None, options: tuple[tuple[str, Any], ...] = ()) -> Any:
+    ex = _example_target(to, device)
+    if ex is not None:
+        # an example array as the target: never cached under a key that holds the array itself
+        # (torch tensors hash by identity): each call goes through the key of its name and device
+        name, dev = ex
+        opts = dict(options)
+
+        def via_example(y: Any) -> Any:
+            return convert(y, name, device=dev, dtype=dtype, copy=copy, casting=casting, **opts)
+
+        return via_example
     tgt = registry().adapter_named(to)
     ent: Callable[[Any], Any]
     if tgt.refines:
@@ -179,7 +255,7 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
             rk = tgt.refine_key(src, y)
             t = sub.get(rk)
             if t is None:
-                t = sub[rk] = _template(y, src, to, device, dtype, copy, casting)[0]
+                t = sub[rk] = _template(y, src, to, device, dtype, copy, casting, options)[0]
             try:
                 return t.run(y)
             except ArrayFerryError:
@@ -189,7 +265,7 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
 
         ent = refined
     else:
-        t, _ = _template(x, src, to, device, dtype, copy, casting)
+        t, _ = _template(x, src, to, device, dtype, copy, casting, options)
         ent = t.run
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
@@ -201,13 +277,14 @@ def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype:
 
 
 def plan(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-         stream: Any = None, casting: str | None = None) -> Plan:
+         stream: Any = None, casting: str | None = None, **options: Any) -> Plan:
     """Plan the conversion of ``x`` without moving any data; same arguments as :func:`convert`.
 
-    A ``stream=`` is kept by the plan and used each time ``plan.execute(x)`` runs.
+    A ``stream=`` is kept by the plan and used each time ``plan.execute(x)`` runs; target
+    ``options`` are part of the plan (``plan.options``, and ``explain()`` lists them).
     """
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    t, sig = _template(x, src, to, device, dtype, copy, casting)
+    t, sig = _template(x, src, to, device, dtype, copy, casting, tuple(sorted(options.items())))
     return Plan(t, src, sig, stream)
 
 

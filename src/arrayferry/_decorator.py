@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ._errors import ArrayFerryError, MixedFrameworksError, format_message
@@ -108,6 +108,7 @@ def accepts(
     stream: Any = None,
     namespace_arg: str = "xp",
     convert_results: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> Callable[[F], F]:
     """Decorate a function written for ``framework`` so that it accepts arrays of any framework.
 
@@ -129,6 +130,8 @@ def accepts(
         does not pass it, it receives the array-API namespace of ``framework`` from
         array-api-compat (``array_api_compat.array_namespace``).
     :param convert_results: set ``False`` to return results in ``framework`` as they are.
+    :param options: target options for converting the arguments (``options={"chunks": 100}`` for
+        ``accepts("dask")``), as for :func:`convert`; results go back without them.
 
     The wrapper keeps the function's name, docstring and signature (``functools.wraps`` and
     ``__signature__``), and works on methods (``self`` is never converted). Coroutine functions
@@ -145,6 +148,7 @@ def accepts(
             f"accepts() needs a framework name such as 'torch', got {framework!r}.",
             hint="write @arrayferry.accepts('torch')"))
     selected = None if args is None else tuple(args)
+    opts = dict(options or {})
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn)
@@ -201,7 +205,7 @@ def accepts(
             for name in conv_names:
                 if name in arguments:
                     value = arguments[name]
-                    new = convert_tree(value, target, device=device, copy=copy, stream=stream)
+                    new = convert_tree(value, target, device=device, copy=copy, stream=stream, **opts)
                     arguments[name] = new
                     if first_converted is None and frameworks:
                         leaves = []

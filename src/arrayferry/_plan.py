@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._hostops import casting_refusal, check_mode, host_copy_step, parse_casting
 
-__all__ = ["Plan", "build_template", "Template", "failure", "raise_failure", "is_resource_error"]
+__all__ = ["Plan", "build_template", "check_options", "Template", "failure", "raise_failure", "is_resource_error"]
 
 _ROUTE_ORDER = {"native": 0, "host": 1, "dlpack": 2, "cai": 3}
 
@@ -83,6 +83,7 @@ class Template:
     notes: tuple[str, ...]
     run: Callable[[Any], Any]
     casting: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def zero_copy(self) -> bool:
@@ -175,6 +176,11 @@ class Plan:
         return self._t.casting
 
     @property
+    def options(self) -> dict[str, Any]:
+        """The target options the plan applies (``convert(x, "dask", chunks=...)``); empty when none."""
+        return dict(self._t.options)
+
+    @property
     def nbytes_moved(self) -> int:
         """Bytes written by copying steps: an upper bound of what every step writes, each copy
         counted at the itemsize of the dtype it writes (a cast after a copy, a staging copy
@@ -187,7 +193,8 @@ class Plan:
         lines = [
             f"Plan: {t.source.summary()}",
             f"  -> {t.target} on {t.device} as {t.dtype}, {_policy(t.copy)}"
-            + (f", {_casting_policy(t.casting)}" if t.dtype != t.source.dtype else ""),
+            + (f", {_casting_policy(t.casting)}" if t.dtype != t.source.dtype else "")
+            + (f", options: {', '.join(f'{k}={v!r}' for k, v in t.options)}" if t.options else ""),
             f"Route: {t.route}; {'zero-copy (the result shares memory with the input)' if self.zero_copy else f'{self.copies} copy step(s), about {_fmt_bytes(self.nbytes_moved)} written'}",
             "Steps:",
         ]
@@ -402,18 +409,51 @@ def resolve_device(info: ArrayInfo, tgt: Adapter, src: Adapter, device: Any) -> 
         raise first_device_error or last
     d = Device.parse(device)
     if d.index is None and d.type == info.device.type and info.device.index is not None:
-        d = info.device  # "cuda" for an array already on a GPU means "stay on that GPU"
+        # "cuda" for an array already on a GPU means "stay on that GPU"; "cpu" for an array on JAX's
+        # cpu:2 means "stay there" for a target with several host devices, the host for the others
+        try:
+            tgt.check_device(info.device)
+            d = info.device
+        except DeviceError:
+            if not d.is_host:
+                raise
     tgt.check_device(d)
     return d
 
 
+def check_options(tgt: Adapter, options: Any) -> None:
+    """Raise :class:`ArgumentError` for a name in ``options`` that ``tgt`` does not declare."""
+    unknown = [k for k in options if k not in tgt.target_options]
+    if not unknown:
+        return
+    takes = tgt.target_options
+    listed = ([f"{tgt.name} takes: " + "; ".join(f"{k} ({d})" for k, d in takes.items())] if takes
+              else [f"{tgt.name} takes no target options"])
+    raise ArgumentError(
+        format_message(
+            f"Unknown target option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for {tgt.name} "
+            f"(convert(x, {tgt.name!r}, {', '.join(f'{k}=...' for k in unknown)})).",
+            listed,
+            hint=(f"pass only {', '.join(takes)}" if takes else f"remove {', '.join(unknown)}: {tgt.name} takes only "
+                  "device=, dtype=, copy=, stream= and casting=")
+            + " (see docs/concepts.md, \"Target options\")",
+        )
+    )
+
+
 def build_template(
     src: Adapter, info: ArrayInfo, tgt: Adapter, device: Any, dtype: Any, copy: bool | None,
-    casting: str | None = None,
+    casting: str | None = None, options: tuple[tuple[str, Any], ...] = (),
 ) -> Template:
-    """Plan the conversion of an array described by ``info`` (raises the right error if none)."""
+    """Plan the conversion of an array described by ``info`` (raises the right error if none).
+
+    ``options`` (sorted ``(name, value)`` pairs) are the target options: each route's steps are
+    passed through ``tgt.apply_options``.
+    """
     from ._dtypes import canonical_name
 
+    if options:
+        check_options(tgt, dict(options))
     casting = parse_casting(casting)
 
     if copy not in (None, True, False):
@@ -507,6 +547,10 @@ def build_template(
     ok: list[tuple[tuple[int, int, int, int, int], str, list[Step]]] = []
     refused: list[tuple[str, str]] = []
     dtype_problems: list[str] = []
+    if options:
+        out_info = ArrayInfo(framework=tgt.name, dtype=tdt, shape=info.shape, device=tdev, itemsize=ITEMSIZE.get(tdt, info.itemsize))
+        opts = dict(options)
+        builders = [(name, _with_options(build, tgt, opts, out_info)) for name, build in builders]
     for name, build in builders:
         try:
             steps = [s for s in build() if s.fn is not identity]
@@ -566,7 +610,16 @@ def build_template(
         notes=tuple(notes),
         run=_compose(steps),
         casting=casting,
+        options=options,
     )
+
+
+def _with_options(build: Callable[[], list[Step]], tgt: Adapter, opts: dict[str, Any],
+                  out_info: ArrayInfo) -> Callable[[], list[Step]]:
+    def built() -> list[Step]:
+        return tgt.apply_options(build(), opts, out_info)
+
+    return built
 
 
 def _dtype_hint(src: str, dst: str) -> str:

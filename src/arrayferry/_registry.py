@@ -55,6 +55,7 @@ class Registry:
         self.adapters: dict[str, Adapter] = {}
         self.provider: dict[str, str] = {}
         self._names: dict[Any, Adapter] = {}
+        self._namespaces: list[tuple[Any, Adapter]] = []  # (namespace, its generic target), by identity
         self.type_cache: dict[type, Adapter | None] = {}
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.RLock()
@@ -241,15 +242,28 @@ class Registry:
         return found
 
     def adapter_named(self, to: Any) -> Adapter:
-        """The adapter for ``to``: a framework name, alias, or the framework's module object."""
+        """The adapter for ``to``: a framework name, alias, or the framework's module object; an
+        array-API namespace (a registered framework's own, e.g. ``array_api_compat.torch``, gets
+        that framework's adapter; any other object with ``asarray``/``from_dlpack`` a generic
+        host target, see :mod:`arrayferry._namespace`); or an example array (its framework)."""
         a = self._names.get(to) if isinstance(to, str) else None
         if a is not None:
             return a
         modname = getattr(to, "__name__", None) if not isinstance(to, str) else None
         if isinstance(modname, str):
             a = self._names.get(modname) or self._names.get(modname.split(".")[0])
+            if a is None and modname.startswith("array_api_compat."):  # array_api_compat.torch, .dask.array ...
+                rest = modname[len("array_api_compat."):]
+                a = self._names.get(rest) or self._names.get(rest.split(".")[0])
             if a is not None:
                 return a
+        if not isinstance(to, str):
+            a = self.adapter_for_type(type(to))  # an example array: its framework (if it can be a target)
+            if a is not None and (a.host_import or a.dlpack_import or a.cai_import):
+                return a
+            ns = self._namespace_adapter(to)
+            if ns is not None:
+                return ns
         for b in self.broken:
             if isinstance(to, str) and to == b.name:
                 raise PluginError(
@@ -268,10 +282,34 @@ class Registry:
             format_message(
                 f"Unknown target framework {to!r}.",
                 tried,
-                hint="pass one of the names above (or the module object); a plugin framework needs its plugin: "
+                hint="pass one of the names above (or the module object, an array-API namespace with asarray or "
+                "from_dlpack, or an example array of a registered framework); a plugin framework needs its plugin: "
                 "pip install 'arrayferry[jax]' (the others: docs/install.md)",
             )
         )
+
+    def _namespace_adapter(self, to: Any) -> Adapter | None:
+        """The generic target for an array-API namespace no adapter owns (made once per namespace),
+        or for an array of an unknown framework that names its namespace (``__array_namespace__``)."""
+        from ._namespace import NamespaceAdapter, is_namespace
+
+        if not is_namespace(to):
+            get_ns = getattr(type(to), "__array_namespace__", None)
+            if get_ns is None:
+                return None
+            try:
+                to = get_ns(to)
+            except Exception:
+                return None
+            if not is_namespace(to):
+                return None
+            return self.adapter_named(to)  # its namespace may be a registered framework's
+        for ns, a in self._namespaces:
+            if ns is to:
+                return a
+        a = NamespaceAdapter(to)
+        self._namespaces.append((to, a))
+        return a
 
     def parse_device(self, obj: Any) -> Device | None:
         for a in self.adapters.values():

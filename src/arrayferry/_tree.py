@@ -265,7 +265,7 @@ _HANDLERS: dict[str, Callable[[Any, Callable[[Any], Any], set[int]], Any]] = {
 
 
 def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None,
-                    casting: str | None = None) -> Callable[[Any], Any]:
+                    casting: str | None = None, options: dict[str, Any] | None = None) -> Callable[[Any], Any]:
     """The per-leaf function: :func:`arrayferry.convert`'s hot path, with the options bound once.
 
     Plans come from (and go into) the same cache as ``convert``; within one call they are also
@@ -277,26 +277,29 @@ def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None,
     new_entry = _api._new_entry
     convert = _api.convert
     local: dict[Hashable, Callable[[Any], Any]] = {}
+    opts = tuple(sorted(options.items())) if options else ()
+    # convert's key has the options and their types last, when given
+    more: tuple[Any, ...] = (opts, tuple(type(v) for _, v in opts)) if opts else ()
 
     def conv(x: Any) -> Any:
         src = types.get(type(x)) or source_adapter(x)
         sig = src.signature(x)
         ent = local.get((src, sig))
         if ent is None:
-            key = (src, sig, to, device, dtype, copy, casting)  # convert's key
+            key = (src, sig, to, device, dtype, copy, casting, *more)  # convert's key
             try:
                 ent = plans.get(key)
             except TypeError:  # unhashable device/dtype object: the slow path plans every time
-                return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting)
+                return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting, **dict(opts))
             if ent is None:
-                ent = new_entry(x, src, key, to, device, dtype, copy, casting)
+                ent = new_entry(x, src, key, to, device, dtype, copy, casting, opts)
             local[(src, sig)] = ent
         try:
             return ent(x)
         except ArrayFerryError:
             raise
         except Exception as exc:  # as in convert: foreign errors name the route
-            _api.raise_failed((src, sig, to, device, dtype, copy, casting), exc, x)
+            _api.raise_failed((src, sig, to, device, dtype, copy, casting, *more), exc, x)
 
     return conv
 
@@ -316,7 +319,7 @@ def _reraise(failed: _Failed, to: Any) -> None:
 
 
 def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-                 stream: Any = None, casting: str | None = None) -> Any:
+                 stream: Any = None, casting: str | None = None, **options: Any) -> Any:
     """Convert every array leaf of ``tree`` to framework ``to``; same options as :func:`convert`.
 
     :param tree: an array, or dicts / lists / tuples / named tuples / dataclass instances /
@@ -329,19 +332,24 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
     :param copy: the copy policy for every leaf (``None``, ``False``, ``True``).
     :param stream: the CUDA stream the results will be used on, as for :func:`convert`.
     :param casting: which casts may change values, as for :func:`convert`.
+    :param options: target options for every leaf, as for :func:`convert` (``chunks=`` for dask).
     :returns: a tree of the same structure. A failing leaf raises the error
         :func:`convert` would raise, of the same class, its message starting with the leaf's path
         (e.g. ``['params'][0].weight``).
     """
     from ._registry import registry
 
-    registry().adapter_named(to)  # an unknown target fails even when the tree holds no array
+    tgt = registry().adapter_named(to)  # an unknown target fails even when the tree holds no array
+    if options:
+        from ._plan import check_options
+
+        check_options(tgt, options)  # so does an unknown option
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
         with using_stream(parse_stream(stream)):
-            return convert_tree(tree, to, device=device, dtype=dtype, copy=copy, casting=casting)
-    conv = _leaf_converter(to, device, dtype, copy, casting)
+            return convert_tree(tree, to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
+    conv = _leaf_converter(to, device, dtype, copy, casting, options)
     try:
         return _map(tree, conv, set())
     except _Failed as failed:
@@ -494,7 +502,7 @@ def _walk(node: Any, path: str, out: list[tuple[str, Any]], kept: list[str], act
 
 
 def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-              stream: Any = None, casting: str | None = None) -> TreePlan:
+              stream: Any = None, casting: str | None = None, **options: Any) -> TreePlan:
     """Plan :func:`convert_tree` without moving data: per leaf path, whether it is copied and why.
 
     Same arguments as :func:`convert_tree`. Raises what :func:`plan` raises for the first leaf
@@ -503,6 +511,10 @@ def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy
     from ._registry import registry
 
     tgt = registry().adapter_named(to)
+    if options:
+        from ._plan import check_options
+
+        check_options(tgt, options)
     found: list[tuple[str, Any]] = []
     kept: list[str] = []
     _walk(tree, "", found, kept, set())
@@ -514,7 +526,8 @@ def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy
             key: Hashable = (src.name, src.signature(x), tgt.refine_key(src, x) if tgt.refines else ())
             p = plans.get(key)
             if p is None:
-                p = plans[key] = _api.plan(x, to, device=device, dtype=dtype, copy=copy, stream=stream, casting=casting)
+                p = plans[key] = _api.plan(x, to, device=device, dtype=dtype, copy=copy, stream=stream, casting=casting,
+                                           **options)
             shape = tuple(src.describe(x).shape)
         except Exception as exc:
             _reraise(_Failed(exc, [path or "(root)"]), to)

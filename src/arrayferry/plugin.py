@@ -11,7 +11,9 @@ What is here, by job:
   returns), :class:`Step` and :func:`identity` (what route methods return), :class:`Device`,
   :data:`CPU`, :data:`LAYOUTS`, :data:`ROUTE_METHODS` (which methods implement which route:
   an adapter declaring a route without them is refused at registration), and :data:`hookimpl`
-  (mark ``arrayferry_adapters``);
+  (mark ``arrayferry_adapters``); target options (``convert(x, "dask", chunks=...)``) are
+  declared in ``Adapter.target_options`` and applied by ``Adapter.apply_options``, which raises
+  :class:`ArgumentError` for a value the framework cannot take (docs/plugins.md, "Target options");
 * **errors**: the exception hierarchy and :func:`format_message`, which writes the
   several-line message every arrayferry error carries (what was asked, what was tried, a ``Hint:``);
 * **dtypes**: the canonical names (:data:`CANONICAL_DTYPES`), their itemsizes (:data:`ITEMSIZE`),

@@ -27,6 +27,16 @@ class BlindSignatureAdapter(TinyAdapter):
         return (type(x), x.dtype)
 
 
+class IgnoredOptionAdapter(TinyAdapter):
+    """Declares a target option and applies nothing: the plan with it is the plan without it."""
+
+    target_options = {"scale": "multiply the values (declared, never applied)"}  # noqa: RUF012
+    target_option_examples = {"scale": (2,)}  # noqa: RUF012
+
+    def apply_options(self, steps: list[af.Step], options: Any, info: af.ArrayInfo) -> list[af.Step]:
+        return steps
+
+
 class lying:  # noqa: N801 - entry-point objects
     @staticmethod
     @af.hookimpl
@@ -67,3 +77,10 @@ class absent_framework:  # noqa: N801
     @af.hookimpl
     def arrayferry_adapters() -> list[af.Adapter]:
         return [AbsentAdapter()]
+
+
+class ignored_option:  # noqa: N801
+    @staticmethod
+    @af.hookimpl
+    def arrayferry_adapters() -> list[af.Adapter]:
+        return [IgnoredOptionAdapter()]

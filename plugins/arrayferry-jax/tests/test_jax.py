@@ -344,6 +344,27 @@ def test_torch_to_jax_on_another_device(jax: Any, torch: Any) -> None:
     same_bits(np.asarray(j), t.numpy())
 
 
+def test_example_jax_array_as_target_gives_its_device(jax: Any, torch: Any) -> None:
+    """``to=`` an example array: its framework and its device (cpu:2 here), unless device= is given."""
+    ex = jax.device_put(np.zeros(1, np.float32), jax.devices()[2])
+    t = torch.tensor(SPECIALS, dtype=torch.float32)
+    p = af.plan(t, ex)
+    assert p.target == "jax" and str(p.device) == "cpu:2"
+    j = af.convert(t, ex)
+    assert j.devices() == {jax.devices()[2]}
+    same_bits(np.asarray(j), t.numpy())
+    k = af.convert(t, ex, device="cpu:1")
+    assert k.devices() == {jax.devices()[1]}
+    n = af.convert(j, np.zeros(1))  # back to NumPy by example: "cpu" is NumPy's one host device
+    same_bits(n, t.numpy())
+    same_bits(af.convert(j, "numpy", device="cpu"), t.numpy())
+    u = af.convert(j, torch.zeros(1))
+    assert isinstance(u, torch.Tensor) and str(u.device) == "cpu"
+    same_bits(u.numpy(), t.numpy())
+    assert af.convert(j, "jax", device="cpu").devices() == {jax.devices()[2]}  # JAX stays on cpu:2
+    assert af.convert_tree({"w": t}, ex)["w"].devices() == {jax.devices()[2]}
+
+
 @pytest.mark.parametrize("copy", [None, True, False])
 def test_jax_cross_device_is_a_transfer(jax: Any, copy: bool | None) -> None:
     j = jax.device_put(np.array(SPECIALS, dtype=np.float32), jax.devices()[1])

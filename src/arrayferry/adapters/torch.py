@@ -14,14 +14,16 @@ Constraints it declares to the planner, each a trap of torch's own conversion ca
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from arrayferry.plugin import (
     CPU,
     ITEMSIZE,
     ML_DTYPES,
     Adapter,
+    ArgumentError,
     ArrayInfo,
     Device,
     DeviceError,
@@ -57,6 +59,10 @@ def _detach(t: Any) -> Any:
     return t.detach()
 
 
+def _leaf_requiring_grad(t: Any) -> Any:
+    return t.detach().requires_grad_(True)
+
+
 def _resolve_bits(t: Any) -> Any:
     return t.resolve_conj().resolve_neg()
 
@@ -81,6 +87,11 @@ class TorchAdapter(Adapter):
     #: ``__cuda_array_interface__`` (CUDA tensors): the second zero-copy route to/from CuPy.
     cai_export = True
     cai_import = True
+    target_options: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "requires_grad": "True: the result is a new leaf tensor that requires grad (floating and complex dtypes); "
+                         "False: it does not (detached); shares memory as without the option",
+    })
+    target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({"requires_grad": (True, False)})
 
     # -- detection -------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:
@@ -354,6 +365,26 @@ class TorchAdapter(Adapter):
                     consumer.wait_event(ev)
         # an explicit device: older torch placed CAI tensors on the default device, not the pointer's
         return torch.as_tensor(x, device=torch.device("cuda", idx))
+
+    def apply_options(self, steps: list[Step], options: Mapping[str, Any], info: ArrayInfo) -> list[Step]:
+        """``requires_grad=``: the result, detached (a new tensor sharing its memory, so the caller's
+        own tensor is never changed), then marked as requiring grad or not."""
+        flag = options["requires_grad"]
+        if not isinstance(flag, bool):
+            raise ArgumentError(format_message(
+                f"Target option requires_grad={flag!r} is not a bool.",
+                hint="pass requires_grad=True (a leaf tensor that requires grad) or requires_grad=False",
+            ))
+        if flag and kind_of(info.dtype) not in "fc":
+            raise ArgumentError(format_message(
+                f"Target option requires_grad=True asks torch for a {info.dtype} tensor that requires grad; "
+                "only floating and complex tensors can.",
+                hint="pass dtype='float32' (or another floating dtype) as well, or leave requires_grad out",
+            ))
+        if flag:
+            return [*steps, Step("requires_grad", "a new leaf tensor sharing the memory (detach), marked "
+                                 "requires_grad=True: gradients stop there", _leaf_requiring_grad)]
+        return [*steps, Step("detach", "a tensor sharing the memory that does not require grad (detach)", _detach)]
 
     # -- native operations -----------------------------------------------------------------
     def copy(self, t: Any) -> Any:

@@ -42,6 +42,7 @@ __all__ = [
     "test_unreachable_device_refused",
     "test_round_trip_out",
     "test_round_trip_in",
+    "test_target_options",
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -540,3 +541,38 @@ def test_round_trip_in(af_framework: str, af_peer: str, af_device: str, af_case:
     """peer -> framework: values bit for bit, copy policy honoured, memory shared exactly when planned."""
     _round_trip(af_peer, af_framework, _CASES[af_case], af_copy, af_device)
 
+
+
+def test_target_options(af_framework: str) -> None:
+    """Target options: an unknown one is refused with the declared ones listed; each declared one
+    is applied (``target_option_examples``): the plan records it and differs from the plan
+    without it, and the values survive bit for bit, from NumPy and from the framework itself."""
+    ad = _adapter(af_framework)
+    with pytest.raises(af.ArgumentError) as info:
+        af.convert(_values("float64"), af_framework, af_no_such_option=1)
+    _check_hint(info.value)
+    msg = str(info.value)
+    assert "af_no_such_option" in msg and af_framework in msg, msg
+    if ad.target_options:
+        for name in ad.target_options:
+            assert name in msg, f"the error does not list the option {name!r}:\n{msg}"
+    else:
+        assert "no target options" in msg, msg
+    for name in ad.target_options:
+        examples = ad.target_option_examples.get(name, ())
+        assert examples, (f"{ad.name} declares the target option {name!r} but no target_option_examples for it: "
+                          "the kit cannot check that it is applied")
+        ref = _values("float64", (4, 4))
+        own = af.convert(ref, af_framework, copy=True)
+        for value in examples:
+            for source in (ref, own):
+                plain = af.plan(source, af_framework)
+                p = af.plan(source, af_framework, **{name: value})
+                assert p.options == {name: value}, p.options
+                assert f"{name}=" in p.explain(), p.explain()
+                assert [(s.name, s.description) for s in p.steps] != [(s.name, s.description) for s in plain.steps], (
+                    f"{ad.name}: the plan with {name}={value!r} is the plan without it: the option is not applied\n"
+                    f"{p.explain()}")
+                out = af.convert(source, af_framework, **{name: value})
+                assert af.framework_of(out) == ad.name
+                assert _bits(_readback(out)) == _bits(ref), f"{name}={value!r} changed the values"

@@ -9,24 +9,30 @@ A Dask array is a lazy graph of chunks, not memory, so every route in or out of 
   :class:`arrayferry.CopyRequiredError`.
 * **in** (anything to dask): ``dask.array.from_array(numpy_view, chunks="auto")``, which copies
   its input when the graph is built (``from_array`` calls ``x.copy()``). The plan says so.
-  For explicit chunks use :func:`arrayferry_dask.from_array`.
+  The target option ``chunks=`` chooses the chunks: ``convert(x, "dask", chunks=(5, 5))``
+  (anything ``dask.array.from_array`` takes: ``"auto"``, an int, a tuple, a dict, ``-1``).
 * **dask to dask**: identity, or a lazy chunk-wise cast / copy (``convert_chunks``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from arrayferry.plugin import (
     CANONICAL_DTYPES,
     Adapter,
+    ArgumentError,
     ArrayInfo,
     Device,
     Step,
     UnsupportedArrayError,
+    format_message,
     hookimpl,
+    numpy_dtype,
     numpy_dtype_name,
 )
 
@@ -128,6 +134,13 @@ class DaskAdapter(Adapter):
     host_import = True
     dlpack_export = False
     dlpack_import = False
+    target_options: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "chunks": "the result's chunks, as dask.array.from_array takes them: 'auto', an int, a tuple "
+                  "per axis (-1: the whole axis), a dict {axis: size}",
+    })
+    target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({
+        "chunks": ((2, 2), 2, "auto", -1, {0: 1}),
+    })
 
     # -- detection ---------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:
@@ -231,6 +244,23 @@ class DaskAdapter(Adapter):
         self.namespace()
         return _from_numpy(arr)
 
+    def apply_options(self, steps: list[Step], options: Mapping[str, Any], info: ArrayInfo) -> list[Step]:
+        """``chunks=``: ``from_array`` builds the graph with these chunks (the host route), or a dask
+        array is rechunked lazily (dask to dask)."""
+        chunks = options["chunks"]
+        try:
+            dt = numpy_dtype(info.dtype)
+        except Exception:  # a dtype NumPy names differently (datetime, strings): sized as float64
+            dt = None
+        _check_chunks(chunks, info.shape, dt)
+        if steps and steps[-1].name == "import_host":
+            last = steps[-1]
+            return [*steps[:-1], dataclasses.replace(
+                last, fn=_FromArray(chunks),
+                description=f"dask.array.from_array(chunks={chunks!r}) copies the NumPy memory into the graph")]
+        return [*steps, Step("rechunk", f"rechunk to chunks={chunks!r} (lazy: a graph layer, nothing is computed now)",
+                             _Rechunk(chunks))]
+
     # -- native operations (lazy, chunk-wise) ------------------------------------------------
     def copy(self, x: Any) -> Any:
         from ._chunks import chunk_framework, convert_chunks
@@ -251,6 +281,62 @@ class DaskAdapter(Adapter):
 
         casting = {None: "unsafe", "range": None, "exact": "same_value"}[mode]
         return convert_chunks(x, chunk_framework(x), dtype=dst, casting=casting)
+
+
+def _check_chunks(chunks: Any, shape: tuple[int, ...], dtype: Any = None) -> None:
+    """Raise ArgumentError unless dask takes ``chunks`` for an array of ``shape`` (``dtype``: a NumPy
+    dtype, which sizes ``"auto"`` chunks; ``None`` for float64)."""
+    import numpy as np
+    from dask.array.core import normalize_chunks
+
+    if isinstance(chunks, (bool, float)) or not isinstance(chunks, (str, int, tuple, list, dict)):
+        raise _chunks_error(chunks, shape, f"chunks must be 'auto', an int, a tuple or a dict, not {type(chunks).__name__}")
+    if any(s < 0 for s in shape):  # a dask array of unknown shape: refused elsewhere
+        return
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype("float64")
+    try:
+        normalize_chunks(chunks, shape, dtype=dtype)
+    except Exception as exc:  # ValueError, TypeError, ZeroDivisionError (chunks=0) ...: a value dask cannot take
+        raise _chunks_error(chunks, shape, f"dask.array.core.normalize_chunks raised {type(exc).__name__}: {exc}") from exc
+
+
+def _chunks_error(chunks: Any, shape: tuple[int, ...], why: str) -> ArgumentError:
+    return ArgumentError(format_message(
+        f"Target option chunks={chunks!r} does not fit a dask array of shape {shape}.",
+        [why],
+        hint="pass chunks='auto', an int, -1 (one chunk), a tuple with one entry per axis, or a dict {axis: size}",
+    ))
+
+
+class _FromArray:
+    """``dask.array.from_array(arr, chunks=...)``, the chunks checked against each array's shape."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks
+
+    def __call__(self, arr: Any) -> Any:
+        _check_chunks(self.chunks, arr.shape, arr.dtype)
+        return sys.modules["dask.array"].from_array(arr, chunks=self.chunks)
+
+
+class _Rechunk:
+    """``x.rechunk(chunks)``, the chunks checked against each array's shape."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks
+
+    def __call__(self, x: Any) -> Any:
+        shape = tuple(int(s) for s in x.shape) if _known(x) else tuple(-1 for _ in x.shape)
+        _check_chunks(self.chunks, shape, x.dtype)
+        try:
+            return x.rechunk(self.chunks)
+        except Exception as exc:  # what from_array takes, rechunk may not (a dict naming no axis)
+            raise _chunks_error(self.chunks, shape, f"dask's rechunk raised {type(exc).__name__}: {exc}") from exc
 
 
 def _known(x: Any) -> bool:
