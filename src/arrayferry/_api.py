@@ -47,6 +47,12 @@ def _source_adapter(x: Any) -> Adapter:
         _hooked = True
     a = reg.adapter_for_type(type(x))
     if a is None:
+        # objects no plugin owns, read through a protocol (lists, buffers, __dlpack__ ...): cached
+        # per type by the registry, never put in _TYPES (convert_tree walks lists and leaves
+        # scalars alone, by _TYPES), and never reached by registered types
+        p = reg.protocol_adapter_for_type(type(x))
+        if p is not None:
+            return p
         tp = type(x)
         protocols = [p for p in ("__dlpack__", "__array__", "__array_interface__", "__cuda_array_interface__", "__array_namespace__") if hasattr(tp, p)]
         raise UnknownFrameworkError(
@@ -246,9 +252,11 @@ def framework_of(x: Any) -> str | None:
     """The name of the framework ``x`` belongs to, or ``None``; never imports anything."""
     a = _TYPES.get(type(x))
     if a is None:
-        a = registry().adapter_for_type(type(x))
+        reg = registry()
+        a = reg.adapter_for_type(type(x))
         if a is None:
-            return None
+            p = reg.protocol_adapter_for_type(type(x))  # "dlpack", "buffer", "python" ...
+            return None if p is None else p.name
         _TYPES[type(x)] = a
     return a.name
 
