@@ -115,8 +115,8 @@ class ProtocolAdapter(Adapter):
         return (UnsupportedArrayError, format_message(
             f"Cannot read {_qualname(x)} through its {self.protocol or self.name}: the call raised "
             f"{type(exc).__name__}: {exc}",
-            hint=f"check that the object is a valid array (numpy.asarray(x) shows the same error), or convert it "
-            f"with its own library first"))
+            hint="check that the object is a valid array (numpy.asarray(x) shows the same error), or convert it "
+            "with its own library first"))
 
     def _try_read(self, x: Any) -> Any:
         """The NumPy view, or an ``ArrayInfo`` carrying the problem."""
@@ -351,7 +351,7 @@ def _accepts_copy(tp: type) -> bool:
     import inspect
 
     try:
-        params = inspect.signature(tp.__array__).parameters
+        params = inspect.signature(getattr(tp, "__array__")).parameters
     except (TypeError, ValueError):
         return True  # a C method: assume NumPy 2's protocol, and fall back if it refuses
     return "copy" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -578,8 +578,8 @@ class DLPackAdapter(ProtocolAdapter):
     """Objects with ``__dlpack__`` and ``__dlpack_device__`` (versioned or legacy capsules), and bare
     DLPack capsules (consumed once). Host memory is read with ``numpy.from_dlpack``; every target with
     a ``from_dlpack`` consumes the object itself (zero-copy, also on CUDA). The read-only flag of a
-    versioned capsule is kept; a legacy capsule cannot carry it (its producer must refuse read-only
-    memory, as NumPy's does)."""
+    versioned capsule is kept; a legacy capsule cannot carry it, so host memory from one is read-only
+    (as ``numpy.from_dlpack`` reads it): torch, whose tensors are always writable, gets a copy."""
 
     name = "dlpack"
     protocol = "__dlpack__"
@@ -639,10 +639,13 @@ class DLPackAdapter(ProtocolAdapter):
                 "does not reach.", hint="copy it to the host or a CUDA device with its own library first"))
         layout = self.numpy_layout(m.strides, m.shape, _contiguous(m.shape, m.strides, m.itemsize, reverse=True),
                                    _contiguous(m.shape, m.strides, m.itemsize, reverse=False))
+        # a legacy capsule cannot say whether its memory may be written: NumPy reads host memory
+        # from one as read-only, and so does arrayferry (never a writable alias of read-only memory)
+        readonly = m.readonly or (device.is_host and not m.versioned)
         flags = self.stride_flags(m.strides, m.shape, m.itemsize)
         if _is_capsule(type(x)):
             flags = flags | {"bare_capsule"}
-        return ArrayInfo(framework=self.name, dtype=m.dtype, shape=m.shape, device=device, readonly=m.readonly,
+        return ArrayInfo(framework=self.name, dtype=m.dtype, shape=m.shape, device=device, readonly=readonly,
                          layout=layout, aligned=m.pointer % min(m.itemsize, 8) == 0 if m.itemsize else True,
                          flags=flags, itemsize=m.itemsize)
 
