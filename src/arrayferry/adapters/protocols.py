@@ -351,7 +351,8 @@ def _accepts_copy(tp: type) -> bool:
     import inspect
 
     try:
-        params = inspect.signature(getattr(tp, "__array__")).parameters
+        method: Any = tp.__array__  # type: ignore[attr-defined]
+        params = inspect.signature(method).parameters
     except (TypeError, ValueError):
         return True  # a C method: assume NumPy 2's protocol, and fall back if it refuses
     return "copy" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
