@@ -424,8 +424,14 @@ class ArrayMethodAdapter(ProtocolAdapter):
         return _numpy().data_pointer(v) if mode == "view" else None
 
     def _fresh(self, x: Any) -> Any:
+        """A new C-contiguous, writable array of ``x``'s data that nothing else holds."""
         mode, a = self.mode(x)
-        return a if mode == "copy" else _np().array(a, copy=True)
+        f = a.flags
+        if mode == "copy" and f.owndata and f.writeable and f.c_contiguous and f.aligned:
+            return a
+        # an old __array__, or one that refused copy=False and still returned a view (pandas'
+        # Arrow-backed columns hand out read-only views of Arrow memory): copy it
+        return _np().array(a, copy=True, order="C")
 
     def prepare(self, info: ArrayInfo) -> list[Step]:
         if self.drops and not {"array_copy", "array_legacy"} & info.flags:
@@ -451,8 +457,9 @@ class ArrayMethodAdapter(ProtocolAdapter):
 # dataframes and labelled arrays
 
 
-_PANDAS_HINT = ("choose what a missing value becomes: x.to_numpy(dtype='float64', na_value=float('nan')), "
-                "or x.fillna(0) first")
+def _pandas_hint(fill: str) -> str:
+    return (f"choose what a missing value becomes: x.to_numpy(dtype='float64', na_value=float('nan')), "
+            f"or x.fillna({fill}) first")
 
 
 class PandasAdapter(ArrayMethodAdapter):
@@ -519,7 +526,7 @@ class PandasAdapter(ArrayMethodAdapter):
                     f"Cannot convert a pandas {kind} of nullable dtype {dt} with {missing} missing value(s): other "
                     "frameworks have no missing value, and __array__ would silently turn them into NaN "
                     "(and integers into floats).",
-                    hint=_PANDAS_HINT))
+                    hint=_pandas_hint("False" if numpy_dtype.kind == "b" else "0")))
 
 
 class XarrayAdapter(ArrayMethodAdapter):
