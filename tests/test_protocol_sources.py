@@ -683,3 +683,84 @@ def test_python_3_12_buffer_types() -> None:
     x = Buf()
     assert af.framework_of(x) == "buffer"
     assert af.convert(x, "numpy").tolist() == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------
+# devices: described and planned here (NO_GPU.md: relabelled capsules, interfaces never read);
+# the conversions themselves are `cuda` tests
+
+
+class OnlyCAI:
+    """Only ``__cuda_array_interface__`` (v3). Over a torch CUDA tensor in the `cuda` tests; here
+    over a host array's address, which is described and planned, never read."""
+
+    def __init__(self, interface: dict[str, Any], owner: Any) -> None:
+        self._iface = interface
+        self._owner = owner
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return self._iface
+
+
+def _cai_of_host(a: np.ndarray, readonly: bool = False, typestr: str | None = None) -> OnlyCAI:
+    ai = a.__array_interface__
+    return OnlyCAI({"shape": a.shape, "typestr": typestr or ai["typestr"], "data": (ai["data"][0], readonly),
+                    "strides": ai["strides"], "version": 3, "stream": None}, a)
+
+
+def test_cuda_array_interface_is_described_and_planned() -> None:
+    base = np.zeros((3, 4), dtype=np.float32)[:, ::2]
+    x = _cai_of_host(base, readonly=True)
+    assert af.framework_of(x) == "cuda_array_interface"
+    info = af.plan(x, "numpy").source
+    assert info.device.type == "cuda" and info.dtype == "float32" and info.shape == (3, 2)
+    assert info.layout == "strided" and info.readonly
+    p = af.plan(x, "numpy")
+    assert p.route == "host" and [s.name for s in p.steps][0] == "to_host" and p.steps[0].transfer
+    with pytest.raises(af.UnsupportedDTypeError) as ei:
+        af.plan(_cai_of_host(base, typestr="<V4"), "numpy")
+    assert_error_layout(ei.value, "typestr", "<V4")
+    with pytest.raises(af.UnknownFrameworkError):
+        af.convert(base, "cuda_array_interface")
+
+
+def test_dlpack_object_on_a_cuda_device_is_described_and_planned() -> None:
+    from cuda_support import ClaimsDevice
+
+    x = ClaimsDevice(np.arange(6.0).reshape(2, 3), (2, 1))
+    assert af.framework_of(x) == "dlpack"
+    assert af.device_of(x) == af.Device("cuda", 1)
+    p = af.plan(x, "numpy")
+    assert p.source.device == af.Device("cuda", 1) and p.source.shape == (2, 3)
+    assert p.steps[0].name == "to_host" and p.steps[0].transfer and not p.zero_copy
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_dlpack_object_to_torch_is_zero_copy_and_to_numpy_a_transfer() -> None:
+    src = torch.arange(6.0, device="cuda").reshape(2, 3)
+    x = OnlyDLPack(src)
+    p = af.plan(x, "torch")
+    assert p.route == "dlpack" and p.zero_copy and p.device == af.Device("cuda", 0)
+    t = af.convert(x, "torch")
+    assert t.data_ptr() == src.data_ptr() and t.is_cuda
+    n = af.convert(x, "numpy")
+    assert n.tolist() == src.cpu().tolist()
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_array_interface_object_to_torch_is_zero_copy() -> None:
+    src = torch.arange(4.0, device="cuda")
+    x = OnlyCAI(src.__cuda_array_interface__, src)
+    p = af.plan(x, "torch")
+    assert p.route == "cai" and p.zero_copy
+    t = af.convert(x, "torch")
+    assert t.data_ptr() == src.data_ptr()
+    t[0] = -1.0
+    assert float(src[0]) == -1.0
+    assert af.convert(x, "numpy").tolist() == [-1.0, 1.0, 2.0, 3.0]
