@@ -509,6 +509,24 @@ def test_a_list_is_read_afresh_each_time() -> None:
     assert a.tolist() == [1.0, 2.0] and b.tolist() == [5.0, 2.0]
 
 
+def test_a_list_changed_after_planning_is_read_as_it_is_now() -> None:
+    """The array a signature read is reused by the conversion that follows it, never by a later one."""
+    xs = [1.0, 2.0]
+    p = af.plan(xs, "numpy")
+    xs[0] = 7.0
+    assert p.execute(xs).tolist() == [7.0, 2.0]
+    xs[1] = 8.0
+    assert af.convert(xs, "numpy").tolist() == [7.0, 8.0]
+    af.plan(xs, "torch")
+    xs.append(9.0)
+    a = af.convert(xs, "numpy")
+    b = af.convert(xs, "numpy")
+    assert a.tolist() == [7.0, 8.0, 9.0] and b.tolist() == [7.0, 8.0, 9.0]
+    assert _ptr(a) != _ptr(b)  # each conversion its own array
+    a[0] = 0.0
+    assert b[0] == 7.0
+
+
 def test_ragged_lists_are_refused_with_a_hint() -> None:
     x = [[1, 2], [3]]
     with pytest.raises(af.UnsupportedArrayError) as ei:

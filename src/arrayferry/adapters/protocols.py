@@ -33,6 +33,7 @@ recognised only once their modules are imported).
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -65,9 +66,15 @@ def _np() -> Any:
     return numpy
 
 
+_NUMPY: list[Adapter] = []
+
+
 def _numpy() -> Adapter:
-    """The NumPy adapter, which describes the NumPy views every protocol source is read through."""
-    return adapter_named("numpy")
+    """The NumPy adapter, which describes the NumPy views every protocol source is read through
+    (looked up once: the built-in NumPy adapter is stateless, and a lookup costs a microsecond)."""
+    if not _NUMPY:
+        _NUMPY.append(adapter_named("numpy"))
+    return _NUMPY[0]
 
 
 def _qualname(x: Any) -> str:
@@ -163,7 +170,11 @@ class ProtocolAdapter(Adapter):
         if "read_by_copy" not in info.flags:
             return []
         return [Step("read", f"read the {self.protocol} into a new NumPy array ({self.reads_by_copy})",
-                     self._read, copies=True)]
+                     self.read_step, copies=True)]
+
+    def read_step(self, x: Any) -> Any:
+        """The ``read`` step's function (a subclass may reuse what ``signature`` just read)."""
+        return self._read(x)
 
     def host_info(self, info: ArrayInfo) -> ArrayInfo:
         return info.with_(framework="numpy", flags=info.flags - {"read_by_copy"})
@@ -242,7 +253,9 @@ def read_python(x: Any) -> Any:
             f"Cannot read {_what(x)} as an array.", [f"numpy.asarray raised {type(exc).__name__}: {exc}"],
             hint="convert the items to numbers or host arrays first")) from exc
     kind = a.dtype.kind
-    if kind == "u" or kind == "O" or (kind == "f" and a.size and bool(np.any(np.abs(a[np.isfinite(a)]) >= 2.0**63))):
+    # NumPy reads an int outside int64 as uint64, object (below -2**63, or beyond 2**64), or float64
+    # (>= 2**63 among other ints): look for one only then
+    if kind == "u" or kind == "O" or (kind == "f" and a.size and a.max() >= 2.0**63):
         big = _huge_int(x)
         if big is not None:
             raise LossyConversionError(format_message(
@@ -280,6 +293,29 @@ class PythonAdapter(ProtocolAdapter):
 
     def view(self, x: Any) -> Any:
         return read_python(x)
+
+    # ``convert`` computes the signature right before it runs the plan: the array the signature
+    # read is kept (per thread) and taken by the plan's ``read`` step, so a list is read once per
+    # conversion, not twice. The signature always reads afresh (a list may have changed since the
+    # last call), and only the ``read`` step, run right after it, takes the kept array.
+    def signature(self, x: Any) -> Hashable:
+        try:
+            a = read_python(x)
+        except ArrayFerryError as exc:
+            _kept.slot = None
+            return (type(x), "problem", type(exc))
+        _kept.slot = (x, a)
+        return (type(x), _numpy().signature(a), True)
+
+    def read_step(self, x: Any) -> Any:
+        slot = getattr(_kept, "slot", None)
+        _kept.slot = None
+        if slot is not None and slot[0] is x:
+            return slot[1]
+        return read_python(x)
+
+
+_kept = threading.local()
 
 
 class NumpyScalarAdapter(ProtocolAdapter):
