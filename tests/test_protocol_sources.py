@@ -552,8 +552,10 @@ def test_hint_for_non_numbers_works() -> None:
     assert np.isnan(af.convert(fixed, "numpy")[1])
 
 
-@pytest.mark.parametrize("x", [2**63, -(2**63) - 1, [1, 2**63], [2**64], [1.5, 2**70], [[0], [2**63]]],
-                         ids=["2**63", "-2**63-1", "mixed", "2**64", "float-and-huge", "nested"])
+@pytest.mark.parametrize("x", [2**63, -(2**63) - 1, [1, 2**63], [2**64], [1.5, 2**70], [[0], [2**63]],
+                               [math.nan, 2**63], [[math.nan], [2**63]], [math.inf, 2**63]],
+                         ids=["2**63", "-2**63-1", "mixed", "2**64", "float-and-huge", "nested", "nan-hides-max",
+                              "nan-nested", "inf"])
 def test_ints_outside_int64_raise_instead_of_wrapping(x: Any) -> None:
     with pytest.raises(af.LossyConversionError) as ei:
         af.convert(x, "torch")
@@ -782,3 +784,20 @@ def test_cuda_array_interface_object_to_torch_is_zero_copy() -> None:
     t[0] = -1.0
     assert float(src[0]) == -1.0
     assert af.convert(x, "numpy").tolist() == [-1.0, 1.0, 2.0, 3.0]
+
+
+_huge = st.one_of(st.integers(min_value=2**63), st.integers(max_value=-(2**63) - 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(before=st.lists(st.one_of(_ints, _floats, st.booleans()), max_size=4), big=_huge,
+       after=st.lists(_ints, max_size=4), nest=st.booleans())
+def test_any_int_outside_int64_raises_never_wraps(before: list[Any], big: int, after: list[Any], nest: bool) -> None:
+    """Wherever an int outside int64 sits (alone, among ints, floats or bools, nested), the read
+    raises LossyConversionError: NumPy would wrap it (uint64), round it (float64) or make an object
+    array."""
+    items = [*before, big, *after]
+    value: Any = [[v] for v in items] if nest else items
+    with pytest.raises(af.LossyConversionError) as ei:
+        af.convert(value, "numpy")
+    assert "does not fit int64" in str(ei.value)

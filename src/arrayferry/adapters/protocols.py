@@ -255,7 +255,8 @@ def read_python(x: Any) -> Any:
     kind = a.dtype.kind
     # NumPy reads an int outside int64 as uint64, object (below -2**63, or beyond 2**64), or float64
     # (>= 2**63 among other ints): look for one only then
-    if kind == "u" or kind == "O" or (kind == "f" and a.size and a.max() >= 2.0**63):
+    # (np.fmax skips NaN, which would hide the int in max())
+    if kind == "u" or kind == "O" or (kind == "f" and a.size and np.fmax.reduce(a, axis=None) >= 2.0**63):
         big = _huge_int(x)
         if big is not None:
             raise LossyConversionError(format_message(
