@@ -116,7 +116,9 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
             stream: Any = None, casting: str | None = None) -> Any:
     """Convert ``x`` to framework ``to`` by the cheapest correct route.
 
-    :param x: an array of any registered framework.
+    :param x: an array of any registered framework, or an object no plugin owns that speaks an
+        array protocol (``__dlpack__``, ``__array__``, the buffer protocol ...), a NumPy or Python
+        scalar, or a nested list/tuple of numbers (read as NumPy reads it: a copy the plan names).
     :param to: a framework name (``"numpy"``, ``"torch"``, ...) or the framework's module.
     :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a :class:`Device` or the framework's own
         device object; default: the source's device when the target can hold it, else the host.
@@ -249,7 +251,13 @@ def export_dlpack(x: Any, *, stream: Any = None) -> Any:
 
 
 def framework_of(x: Any) -> str | None:
-    """The name of the framework ``x`` belongs to, or ``None``; never imports anything."""
+    """The name of the framework ``x`` belongs to, or ``None``; never imports anything.
+
+    For an object no registered framework owns, the protocol it is read through: ``"dlpack"``,
+    ``"cuda_array_interface"``, ``"array_interface"``, ``"array"``, ``"buffer"``, ``"python"``
+    (lists, tuples and Python scalars), ``"numpy"`` (NumPy scalars), ``"pandas"``, ``"xarray"``
+    (see ``docs/concepts.md``, "Sources no plugin owns"). These are sources only, not targets.
+    """
     a = _TYPES.get(type(x))
     if a is None:
         reg = registry()

@@ -103,7 +103,7 @@ class ProtocolAdapter(Adapter):
     protocol = ""
     #: Why reading it needs a copy (``None``: ``view`` never copies).
     reads_by_copy: str | None = None
-    #: Said in the export step (labels dropped ...).
+    #: What reading drops (labels ...), said in the plan's read step.
     drops: str = ""
 
     # -- reading ---------------------------------------------------------------------------
