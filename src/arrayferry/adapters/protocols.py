@@ -165,6 +165,12 @@ class ProtocolAdapter(Adapter):
             return None  # every read makes new memory: nothing to share
         return _numpy().data_pointer(self._read(x))
 
+    def byte_strides(self, x: Any) -> tuple[int, ...] | None:
+        """Strides in bytes of the memory ``x`` exposes (``arrayferry.shares_memory`` reads them)."""
+        if self.reads_by_copy is not None:
+            return None
+        return tuple(int(s) for s in self._read(x).strides)
+
     # -- export ----------------------------------------------------------------------------
     def prepare(self, info: ArrayInfo) -> list[Step]:
         if "read_by_copy" not in info.flags:
@@ -460,6 +466,10 @@ class ArrayMethodAdapter(ProtocolAdapter):
         mode, v = self._try_mode(x)
         return _numpy().data_pointer(v) if mode == "view" else None
 
+    def byte_strides(self, x: Any) -> tuple[int, ...] | None:
+        mode, v = self._try_mode(x)
+        return tuple(int(s) for s in v.strides) if mode == "view" else None
+
     def _fresh(self, x: Any) -> Any:
         """A new C-contiguous, writable array of ``x``'s data that nothing else holds."""
         mode, a = self.mode(x)
@@ -706,8 +716,13 @@ class DLPackAdapter(ProtocolAdapter):
 
     def data_pointer(self, x: Any) -> int | None:
         if _is_capsule(type(x)):
-            return None
+            return None  # reading it is fine, but a capsule is no array to compare afterwards
         return int(self._meta(x).pointer)
+
+    def byte_strides(self, x: Any) -> tuple[int, ...] | None:
+        if _is_capsule(type(x)):
+            return None
+        return tuple(self._meta(x).strides)
 
     def _producer(self, x: Any) -> Any:
         if type(x) is _Capsule:
@@ -828,6 +843,12 @@ class CudaArrayInterfaceAdapter(ProtocolAdapter):
 
     def data_pointer(self, x: Any) -> int | None:
         return int(x.__cuda_array_interface__["data"][0] or 0)
+
+    def byte_strides(self, x: Any) -> tuple[int, ...] | None:
+        iface = x.__cuda_array_interface__
+        shape = tuple(int(s) for s in iface["shape"])
+        strides = iface.get("strides")
+        return tuple(int(s) for s in strides) if strides is not None else _c_strides(shape, int(iface["typestr"][2:]))
 
     def supports_dtype(self, dtype: str, device: Device) -> bool:
         return device.is_host
