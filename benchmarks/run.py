@@ -297,6 +297,7 @@ BENCHMARKS: list[Callable[[bool], list[Result]]] = [bench_zero_copy, bench_copie
 EXTRA: list[tuple[str, str]] = [
     ("convert_tree", "benchmarks/bench_tree.py"),
     ("dask", "plugins/arrayferry-dask/benchmarks/bench_dask.py"),
+    ("protocols", "benchmarks/bench_protocols.py"),
 ]
 
 

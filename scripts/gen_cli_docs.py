@@ -22,6 +22,8 @@ EXAMPLES: list[tuple[str, str]] = [
     ("arrayferry matrix --frameworks numpy,torch --cases negative --repeat 1",
      "routes and timings for two frameworks and one case"),
     ("arrayferry matrix --frameworks numpy,torch --repeat 3 --json", "the same as JSON"),
+    ("arrayferry matrix --frameworks numpy,torch --sources --cases list,memoryview,__dlpack__ --repeat 1",
+     "objects no plugin owns (a list, a memoryview, an object with only __dlpack__) into each framework"),
     ("python -m arrayferry info", "the same command without the console script"),
 ]
 

@@ -190,6 +190,34 @@ def test_matrix_cases_torch_cannot_hold_are_na(matrix: dict[str, Any], case: str
     assert r["convert_us"] is None
 
 
+def test_matrix_sources_no_plugin_owns() -> None:
+    """``--sources``: lists, scalars, buffers, protocol objects, pandas and xarray into each framework,
+    every row correct, and zero-copy exactly when memory is shared (pointers compared)."""
+    out = ok(run_cli("matrix", "--frameworks", "numpy,torch", "--sources", "--repeat", "1", "--json"))
+    m = json.loads(out)
+    from arrayferry._matrix import SOURCE_CASES
+
+    src_rows = [r for r in m["rows"] if r["case"] in {c.name for c in SOURCE_CASES}]
+    assert {r["target"] for r in src_rows} == {"numpy", "torch"}
+    assert len(src_rows) == 2 * len(SOURCE_CASES)
+    ran = [r for r in src_rows if r["status"] == "ok"]
+    assert len(ran) >= 2 * (len(SOURCE_CASES) - 2)  # pandas and xarray may be missing
+    for r in ran:
+        assert r["values_ok"] is True, r
+        assert r["plan_honest"] in (True, None), r
+    by = {(r["case"], r["target"]): r for r in ran}
+    assert by[("memoryview", "torch")]["source"] == "buffer" and by[("memoryview", "torch")]["zero_copy"] is True
+    assert by[("memoryview", "torch")]["plan_honest"] is True
+    assert by[("list", "torch")]["source"] == "python" and by[("list", "torch")]["zero_copy"] is False
+    assert by[("list", "torch")]["native"] == "torch.asarray"  # which reads Python floats as float32
+    assert by[("list", "torch")]["native_status"] == "wrong"
+    assert by[("bytes", "torch")]["zero_copy"] is False  # read-only memory: copied for torch
+    assert by[("__dlpack__", "torch")]["route"] == "dlpack"
+    # without --sources the table is the frameworks' own
+    p = run_cli("matrix", "--frameworks", "numpy,torch", "--cases", "list", "--repeat", "1")
+    assert p.returncode != 0 and "unknown case" in p.stderr
+
+
 def test_matrix_text_table() -> None:
     p = run_cli("matrix", "--frameworks", "numpy,torch", "--cases", "contiguous,negative", "--repeat", "1")
     out = ok(p)

@@ -28,16 +28,17 @@ torch = pytest.importorskip("torch")
         (lambda: torch.nn.Parameter(torch.zeros(2)), "torch"),
         (lambda: torch.zeros(2).to_sparse(), "torch"),
         (lambda: torch.empty(2, device="meta"), "torch"),
-        (lambda: [1.0, 2.0], None),
-        (lambda: (1, 2), None),
-        (lambda: 3.5, None),
+        # objects no plugin owns, read through a protocol (tests/test_protocol_sources.py)
+        (lambda: [1.0, 2.0], "python"),
+        (lambda: (1, 2), "python"),
+        (lambda: 3.5, "python"),
         (lambda: None, None),
         (lambda: "numpy", None),
         (lambda: object(), None),
-        (lambda: np.float64(1.0), None),  # a NumPy scalar is not an array
+        (lambda: np.float64(1.0), "numpy"),  # a NumPy scalar: read as a 0-d array (a copy)
         (lambda: np.dtype("f4"), None),
-        (lambda: array.array("d", [1.0]), None),
-        (lambda: memoryview(b"abc"), None),
+        (lambda: array.array("d", [1.0]), "buffer"),
+        (lambda: memoryview(b"abc"), "buffer"),
         (lambda: np, None),
         (lambda: torch.float32, None),
     ],
@@ -93,7 +94,8 @@ def test_device_of(make: Any, expected: str) -> None:
 
 def test_device_of_unknown_objects_raises() -> None:
     with pytest.raises(af.UnknownFrameworkError):
-        af.device_of([1, 2])
+        af.device_of(object())
+    assert af.device_of([1, 2]) == af.Device("cpu")  # a list is read on the host
 
 
 @pytest.mark.parametrize(

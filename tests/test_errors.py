@@ -183,13 +183,23 @@ def test_cpu_device_spellings_work() -> None:
 # -- unknown things -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("obj", [[1.0, 2.0], 3.5, None, "abc", object(), np.float64(1.0), memoryview(b"ab")],
-                         ids=["list", "float", "None", "str", "object", "np-scalar", "memoryview"])
+class _MyList(list):  # type: ignore[type-arg]
+    """A list subclass: no protocol adapter reads it (only list and tuple themselves)."""
+
+
+class _MyInt(int):
+    pass
+
+
+@pytest.mark.parametrize("obj", [None, "abc", object(), {"a": 1}, _MyList([1.0]), _MyInt(3)],
+                         ids=["None", "str", "object", "dict", "list-subclass", "int-subclass"])
 def test_unknown_source_objects(obj: Any) -> None:
+    """Objects no plugin owns and no protocol reads (lists, scalars, buffers ... are read: see
+    tests/test_protocol_sources.py)."""
     with pytest.raises(af.UnknownFrameworkError) as ei:
         af.convert(obj, "torch")
     assert isinstance(ei.value, TypeError)
-    assert_error_layout(ei.value, "no registered framework", type(obj).__qualname__, "numpy.asarray")
+    assert_error_layout(ei.value, "no registered framework", type(obj).__qualname__)
     with pytest.raises(af.UnknownFrameworkError):
         af.plan(obj, "numpy")
     with pytest.raises(af.UnknownFrameworkError):
@@ -367,21 +377,15 @@ def test_every_message_arrayferry_builds_has_a_hint() -> None:
 @pytest.mark.parametrize(
     ("obj", "first"),
     [
-        ([1.0, -0.0], "x is a list, not an array: numpy.asarray(x)"),
-        ((1, 2), "x is a tuple, not an array: numpy.asarray(x)"),
-        (3, "x is a Python int, not an array: numpy.asarray(x)"),
-        (2.5, "x is a Python float"),
-        (True, "x is a Python bool"),
-        (1j, "x is a Python complex"),
-        (np.float64(-0.0), "x is a NumPy scalar (numpy.float64), not an array: numpy.asarray(x)"),
-        (np.int8(-3), "x is a NumPy scalar (numpy.int8)"),
-        (np.bool_(True), "x is a NumPy scalar (numpy.bool"),
-        (np.complex64(1j), "x is a NumPy scalar (numpy.complex64)"),
+        (_MyList([1.0, -0.0]), "x is a _MyList, not an array: numpy.asarray(x)"),
+        (_MyInt(3), "x is a Python _MyInt, not an array: numpy.asarray(x)"),
     ],
     ids=lambda v: type(v).__name__ if not isinstance(v, str) else "",
 )
-def test_lists_and_scalars_get_the_right_first_hint(obj: Any, first: str) -> None:
-    """Not 'pip install a plugin' (which cannot help), but what does: numpy.asarray, which works."""
+def test_subclasses_of_lists_and_scalars_get_the_right_first_hint(obj: Any, first: str) -> None:
+    """Lists, tuples and scalars themselves are read (a copy, see tests/test_protocol_sources.py);
+    a subclass is not (it may mean more than its items), and its hint is not 'pip install a
+    plugin' (which cannot help), but what does: numpy.asarray, which works."""
     for call in (lambda: af.convert(obj, "torch"), lambda: af.plan(obj, "numpy"), lambda: af.device_of(obj)):
         with pytest.raises(af.UnknownFrameworkError) as ei:
             call()
@@ -393,3 +397,12 @@ def test_lists_and_scalars_get_the_right_first_hint(obj: Any, first: str) -> Non
     if isinstance(obj, (list, tuple)):
         nested = af.convert_tree([np.asarray(obj)], "torch")
         assert isinstance(nested[0], torch.Tensor)
+
+
+@pytest.mark.parametrize("obj", [[1.0, -0.0], (1, 2), 3, 2.5, True, 1j, np.float64(-0.0), np.int8(-3), np.bool_(True),
+                                 np.complex64(1j)], ids=lambda v: type(v).__name__)
+def test_lists_and_scalars_are_read_as_numpy_reads_them(obj: Any) -> None:
+    ref = np.asarray(obj)
+    t = af.convert(obj, "torch")
+    assert t.numpy().tobytes() == ref.tobytes() and t.numpy().dtype == ref.dtype and tuple(t.shape) == ref.shape
+    assert af.device_of(obj) == af.Device("cpu")

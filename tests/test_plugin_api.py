@@ -152,7 +152,7 @@ def test_every_name_is_a_re_export_of_one_core_object() -> None:
     plugin = arrayferry.plugin
     assert len(set(plugin.__all__)) == len(plugin.__all__)
     private = {m: importlib.import_module(f"arrayferry.{m}") for m in
-               ("_adapter", "_capabilities", "_cuda", "_device", "_dtypes", "_errors", "_hostops", "_markers")}
+               ("_adapter", "_capabilities", "_cuda", "_device", "_dlpack_abi", "_dtypes", "_errors", "_hostops", "_markers")}
     own = {"adapters", "adapter_named"}  # the registry, read-only: defined here
     for name in plugin.__all__:
         obj = getattr(plugin, name)

@@ -119,8 +119,41 @@ def test_different_devices_never_share() -> None:
 
 
 def test_unknown_objects_are_errors() -> None:
-    with pytest.raises(af.UnknownFrameworkError, match="builtins.list"):
-        af.shares_memory([1, 2], np.zeros(2))
+    with pytest.raises(af.UnknownFrameworkError, match="builtins.object"):
+        af.shares_memory(object(), np.zeros(2))
+
+
+def test_protocol_sources() -> None:
+    """Objects no plugin owns: a buffer is compared by its memory, a list holds none."""
+    x = np.arange(6.0)
+    assert af.shares_memory(memoryview(x)[::2], x) is True
+    assert af.shares_memory(memoryview(x[::2]), x[1::2]) is False  # interleaved, exactly
+    assert af.shares_memory([1.0, 2.0], x) is False
+    assert af.shares_memory(x, 3.0) is False and af.shares_memory(np.float64(1.0), x) is False
+
+    class OnlyDLPack:
+        def __init__(self, a: np.ndarray) -> None:
+            self._a = a
+
+        def __dlpack__(self, **kwargs: Any) -> Any:
+            return self._a.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self) -> Any:
+            return self._a.__dlpack_device__()
+
+    class OnlyInterface:
+        def __init__(self, a: np.ndarray) -> None:
+            self._a = a
+
+        @property
+        def __array_interface__(self) -> Any:
+            return self._a.__array_interface__
+
+    for wrap in (OnlyDLPack, OnlyInterface):
+        assert af.shares_memory(wrap(x[::2]), x[2:3]) is True
+        assert af.shares_memory(wrap(x[::2]), x[1::2]) is False
+        t = af.convert(wrap(x), "torch")
+        assert af.shares_memory(t, wrap(x)) is True
 
 
 def test_readonly_and_broadcast() -> None:

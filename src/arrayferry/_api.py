@@ -48,6 +48,12 @@ def _source_adapter(x: Any) -> Adapter:
         _hooked = True
     a = reg.adapter_for_type(type(x))
     if a is None:
+        # objects no plugin owns, read through a protocol (lists, buffers, __dlpack__ ...): cached
+        # per type by the registry, never put in _TYPES (convert_tree walks lists and leaves
+        # scalars alone, by _TYPES), and never reached by registered types
+        p = reg.protocol_adapter_for_type(type(x))
+        if p is not None:
+            return p
         tp = type(x)
         protocols = [p for p in ("__dlpack__", "__array__", "__array_interface__", "__cuda_array_interface__", "__array_namespace__") if hasattr(tp, p)]
         raise UnknownFrameworkError(
@@ -118,7 +124,9 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
             stream: Any = None, casting: str | None = None, **options: Any) -> Any:
     """Convert ``x`` to framework ``to`` by the cheapest correct route.
 
-    :param x: an array of any registered framework.
+    :param x: an array of any registered framework, or an object no plugin owns that speaks an
+        array protocol (``__dlpack__``, ``__array__``, the buffer protocol ...), a NumPy or Python
+        scalar, or a nested list/tuple of numbers (read as NumPy reads it: a copy the plan names).
     :param to: a framework name (``"numpy"``, ``"torch"``, ...) or the framework's module; an
         array-API namespace (``array_api_compat.array_namespace(y)``, ``array_api_strict``, or any
         object with ``from_dlpack``/``asarray``: one the registry knows keeps its own adapter, any
@@ -320,12 +328,20 @@ def export_dlpack(x: Any, *, stream: Any = None) -> Any:
 
 
 def framework_of(x: Any) -> str | None:
-    """The name of the framework ``x`` belongs to, or ``None``; never imports anything."""
+    """The name of the framework ``x`` belongs to, or ``None``; never imports anything.
+
+    For an object no registered framework owns, the protocol it is read through: ``"dlpack"``,
+    ``"cuda_array_interface"``, ``"array_interface"``, ``"array"``, ``"buffer"``, ``"python"``
+    (lists, tuples and Python scalars), ``"numpy"`` (NumPy scalars), ``"pandas"``, ``"xarray"``
+    (see ``docs/concepts.md``, "Sources no plugin owns"). These are sources only, not targets.
+    """
     a = _TYPES.get(type(x))
     if a is None:
-        a = registry().adapter_for_type(type(x))
+        reg = registry()
+        a = reg.adapter_for_type(type(x))
         if a is None:
-            return None
+            p = reg.protocol_adapter_for_type(type(x))  # "dlpack", "buffer", "python" ...
+            return None if p is None else p.name
         _TYPES[type(x)] = a
     return a.name
 

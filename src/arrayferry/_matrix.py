@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CASES", "Case", "MatrixResult", "Row", "native_call", "run_matrix", "usable_frameworks"]
+__all__ = ["CASES", "SOURCE_CASES", "Case", "SourceCase", "MatrixResult", "Row", "native_call", "run_matrix",
+           "usable_frameworks"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -142,6 +143,148 @@ CASES: tuple[Case, ...] = (
          lambda i: "conj" in i.flags,
          native={"torch": lambda: _torch_base("complex64").conj()}, native_only=True),
 )
+
+
+# ------------------------------------------------------------------------------------------------
+# sources no plugin owns (``arrayferry matrix --sources``): each converted into every usable framework
+
+
+class _DLPackOnly:
+    """Only ``__dlpack__``/``__dlpack_device__``, forwarded to a NumPy array."""
+
+    def __init__(self, a: Any) -> None:
+        self._a = a
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._a.__dlpack_device__()
+
+
+class _InterfaceOnly:
+    """Only ``__array_interface__``, forwarded to a NumPy array."""
+
+    def __init__(self, a: Any) -> None:
+        self._a = a
+
+    @property
+    def __array_interface__(self) -> Any:
+        return self._a.__array_interface__
+
+
+class _ArrayOnly:
+    """Only NumPy 2's ``__array__`` (shares when asked ``copy=False``), forwarded to a NumPy array."""
+
+    def __init__(self, a: Any) -> None:
+        self._a = a
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        return self._a.copy() if copy else self._a
+
+
+@dataclass(frozen=True)
+class SourceCase:
+    """An object no plugin owns: ``build()`` returns it, ``reference()`` the NumPy array it holds."""
+
+    name: str
+    description: str
+    build: Callable[[], Any]
+    reference: Callable[[Any], Any]
+
+
+def _pandas_series() -> Any:
+    import pandas as pd
+
+    return pd.Series(_base()[0].astype("float64"))
+
+
+def _xarray() -> Any:
+    import xarray as xr
+
+    return xr.DataArray(_base(), dims=("y", "x"))
+
+
+SOURCE_CASES: tuple[SourceCase, ...] = (
+    SourceCase("list", "nested list of Python floats (64, 64)", lambda: _base().astype("float64").tolist(),
+               lambda x: _np().asarray(x)),
+    SourceCase("float", "a Python float (-0.0)", lambda: -0.0, lambda x: _np().asarray(x)),
+    SourceCase("numpy scalar", "numpy.float32(-0.0)", lambda: _np().float32(-0.0), lambda x: _np().asarray(x)),
+    SourceCase("memoryview", "memoryview of C-contiguous float32 (64, 64)", lambda: memoryview(_base()),
+               lambda x: _np().asarray(x)),
+    SourceCase("bytes", "bytes (read-only uint8)", lambda: bytes(range(256)) * 16,
+               lambda x: _np().frombuffer(x, dtype="uint8")),
+    SourceCase("array.array", "array.array('d') of 4096 floats", lambda: __import__("array").array("d", _base().ravel().astype("float64")),
+               lambda x: _np().asarray(memoryview(x))),
+    SourceCase("__dlpack__", "an object with only __dlpack__ (float32 (64, 64))", lambda: _DLPackOnly(_base()),
+               lambda x: _np().from_dlpack(x)),
+    SourceCase("__array_interface__", "an object with only __array_interface__", lambda: _InterfaceOnly(_base()),
+               lambda x: _np().asarray(x)),
+    SourceCase("__array__", "an object with only __array__ (NumPy 2 protocol)", lambda: _ArrayOnly(_base()),
+               lambda x: _np().asarray(x)),
+    SourceCase("pandas Series", "pandas Series of float64 (64,)", _pandas_series, lambda x: x.to_numpy()),
+    SourceCase("xarray DataArray", "xarray DataArray of float32 (64, 64)", _xarray, lambda x: x.values),
+)
+
+
+def _source_cell(case: SourceCase, tgt: str, repeat: int) -> Row:
+    import arrayferry as af
+
+    try:
+        x = case.build()
+        ref = _np().ascontiguousarray(case.reference(x))
+    except Exception as exc:
+        return Row("?", tgt, case.name, status="n/a", reason=f"cannot build it here: {_first_line(exc)}")
+    src = af.framework_of(x) or "?"
+    row = Row(src, tgt, case.name, status="ok")
+    try:
+        p = af.plan(x, tgt)
+    except af.ArrayFerryError as exc:
+        row.status = "error" if type(exc) is af.ArrayFerryError else "refused"
+        row.reason = _first_line(exc)
+        return row
+    row.route, row.zero_copy, row.steps = p.route, p.zero_copy, [s.name for s in p.steps]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = af.convert(x, tgt)
+        except Exception as exc:
+            row.status, row.reason = "error", _first_line(exc)
+            return row
+        expected = ref
+        if p.dtype != p.source.dtype:
+            from ._dtypes import numpy_dtype
+
+            expected = ref.astype(numpy_dtype(p.dtype))
+            row.reason = f"planned narrowing {p.source.dtype} -> {p.dtype} (warned)"
+        diff = _same(expected, _to_numpy(out))
+        row.values_ok = diff is None
+        if diff:
+            row.reason = f"convert returned wrong data: {diff}"
+        pin, pout = _pointer(x), _pointer(out)
+        if pin is not None and pout is not None and p.source.size:
+            row.plan_honest = (pin == pout) == p.zero_copy
+        row.convert_us = time_call(lambda: af.convert(x, tgt), repeat) * 1e6
+    _native(row, x, p.source, ref, tgt, repeat, nat=source_native_call(tgt))
+    return row
+
+
+def source_native_call(tgt: str) -> tuple[str, Callable[[Any], Any]] | None:
+    """The framework's own call that reads any object (a list, a buffer, a protocol object)."""
+    if tgt == "numpy":
+        return "np.asarray", _np().asarray
+    if tgt == "torch":
+        return "torch.asarray", _torch().asarray
+    if tgt == "jax":
+        return "jnp.asarray", _import("jax.numpy").asarray
+    if tgt == "dask":
+        return "da.asarray", _import("dask.array").asarray
+    if tgt == "pyarrow":
+        return "pa.array", _import("pyarrow").array
+    mod = sys.modules.get(tgt)
+    if mod is not None and hasattr(mod, "asarray"):
+        return f"{tgt}.asarray", mod.asarray
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -358,7 +501,8 @@ def _same(ref: Any, got: Any) -> str | None:
 def _pointer(x: Any) -> int | None:
     from ._registry import registry
 
-    a = registry().adapter_for_type(type(x))
+    reg = registry()
+    a = reg.adapter_for_type(type(x)) or reg.protocol_adapter_for_type(type(x))
     if a is None:
         return None
     try:
@@ -370,7 +514,8 @@ def _pointer(x: Any) -> int | None:
 def _readonly_of(x: Any) -> bool | None:
     from ._registry import registry
 
-    a = registry().adapter_for_type(type(x))
+    reg = registry()
+    a = reg.adapter_for_type(type(x)) or reg.protocol_adapter_for_type(type(x))
     try:
         return bool(a.describe(x).readonly) if a is not None else None
     except Exception:
@@ -439,8 +584,11 @@ def _cell(src: str, tgt: str, case: Case, repeat: int) -> Row:
     return row
 
 
-def _native(row: Row, x: Any, src_info: Any, ref: Any, tgt: str, repeat: int) -> None:
-    nat = native_call(row.source, tgt)
+def _native(row: Row, x: Any, src_info: Any, ref: Any, tgt: str, repeat: int,
+            nat: tuple[str, Callable[[Any], Any]] | None | bool = False) -> None:
+    if nat is False:
+        nat = native_call(row.source, tgt)
+    assert nat is not True
     if nat is None:
         row.native_status, row.native_note = "none", "no native call known for this pair"
         return
@@ -486,6 +634,7 @@ def run_matrix(
     cases: Sequence[str] | None = None,
     repeat: int = 5,
     progress: Callable[[str], None] | None = None,
+    sources: bool = False,
 ) -> MatrixResult:
     """Run the matrix over every ordered pair of usable frameworks.
 
@@ -493,6 +642,10 @@ def run_matrix(
     :param cases: case names to restrict to (default: all of :data:`CASES`).
     :param repeat: timing batches per measurement (the median is reported).
     :param progress: called with a short text before each pair.
+    :param sources: also convert each of :data:`SOURCE_CASES` (objects no plugin owns: lists,
+        scalars, buffers, protocol objects, pandas and xarray) into every usable framework; their
+        rows name the protocol as the source (``"buffer"``, ``"python"`` ...). ``cases`` may then
+        name source cases too.
     :raises arrayferry.UnknownFrameworkError: an unknown framework name.
     :raises ValueError: an unknown case name.
     """
@@ -501,13 +654,16 @@ def run_matrix(
     import arrayferry as af
 
     chosen = list(CASES)
+    chosen_sources = list(SOURCE_CASES) if sources else []
     if cases:
         known = {c.name: c for c in CASES}
-        bad = [c for c in cases if c not in known]
+        known_sources = {c.name: c for c in SOURCE_CASES} if sources else {}
+        bad = [c for c in cases if c not in known and c not in known_sources]
         if bad:
-            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join(known)}\n"
+            raise ValueError(f"unknown case(s) {', '.join(bad)}; known: {', '.join([*known, *known_sources])}\n"
                              f"Hint: choose cases from the known ones, e.g. cases=['contiguous', 'strided']")
-        chosen = [known[c] for c in cases]
+        chosen = [known[c] for c in cases if c in known]
+        chosen_sources = [known_sources[c] for c in cases if c in known_sources]
     usable, skipped = usable_frameworks(frameworks)
     names = list(usable)
     rows: list[Row] = []
@@ -519,13 +675,19 @@ def run_matrix(
                 progress(f"{src} -> {tgt}")
             for case in chosen:
                 rows.append(_cell(src, tgt, case, repeat))
+    for tgt in names if chosen_sources else ():
+        if progress:
+            progress(f"sources no plugin owns -> {tgt}")
+        for scase in chosen_sources:
+            rows.append(_source_cell(scase, tgt, repeat))
     env = {
         "arrayferry": af.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": str(_cpu_count()),
     }
-    return MatrixResult(usable, skipped, [(c.name, c.description) for c in chosen], rows, repeat, env)
+    described = [(c.name, c.description) for c in chosen] + [(c.name, c.description) for c in chosen_sources]
+    return MatrixResult(usable, skipped, described, rows, repeat, env)
 
 
 def _cpu_count() -> int:

@@ -29,6 +29,8 @@ __all__ = ["ENTRY_POINT_GROUP", "DISABLE_AUTOLOAD_ENV", "BrokenPlugin", "Registr
 ENTRY_POINT_GROUP = "arrayferry.plugins"
 DISABLE_AUTOLOAD_ENV = "ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = ("arrayferry.adapters.numpy", "arrayferry.adapters.torch", "arrayferry.adapters.cupy")
+#: The source-only adapters for objects no registered adapter owns (``__dlpack__``, buffers, lists ...).
+PROTOCOL_MODULE = "arrayferry.adapters.protocols"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Registry:
         self._names: dict[Any, Adapter] = {}
         self._namespaces: list[tuple[Any, Adapter]] = []  # (namespace, its generic target), by identity
         self.type_cache: dict[type, Adapter | None] = {}
+        self.protocol_cache: dict[type, Adapter | None] = {}
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.RLock()
         if builtins:
@@ -185,6 +188,7 @@ class Registry:
                 names.setdefault(al, a)
         self._names = names
         self.type_cache.clear()
+        self.protocol_cache.clear()
         for fn in self._listeners:
             fn()
 
@@ -241,6 +245,23 @@ class Registry:
         self.type_cache[tp] = found  # cleared whenever the set of adapters changes
         return found
 
+    def protocol_adapter_for_type(self, tp: type) -> Adapter | None:
+        """The source-only adapter reading objects of type ``tp`` that no registered adapter owns
+        (``arrayferry.adapters.protocols``: NumPy scalars, pandas, xarray, ``__dlpack__``,
+        ``__cuda_array_interface__``, ``__array_interface__``, ``__array__``, buffers, Python
+        scalars and sequences), or ``None``. Cached per type; never imports a framework."""
+        try:
+            return self.protocol_cache[tp]
+        except KeyError:
+            pass
+        found = None
+        if self.adapter_for_type(tp) is None:
+            import importlib
+
+            found = importlib.import_module(PROTOCOL_MODULE).protocol_adapter_for_type(tp)
+        self.protocol_cache[tp] = found
+        return found
+
     def adapter_named(self, to: Any) -> Adapter:
         """The adapter for ``to``: a framework name, alias, or the framework's module object; an
         array-API namespace (a registered framework's own, e.g. ``array_api_compat.torch``, gets
@@ -257,6 +278,15 @@ class Registry:
                 a = self._names.get(rest) or self._names.get(rest.split(".")[0])
             if a is not None:
                 return a
+        if isinstance(to, str) and to in _protocol_names():
+            raise UnknownFrameworkError(
+                format_message(
+                    f"{to!r} names a kind of source (objects no plugin owns, read through a protocol), not a target framework.",
+                    [f"registered frameworks: {', '.join(sorted(self.adapters)) or 'none'}"],
+                    hint="convert to a framework instead: arrayferry.convert(x, 'numpy') gives an array that offers "
+                    "__dlpack__, __array__, __array_interface__ and the buffer protocol",
+                )
+            )
         if not isinstance(to, str):
             a = self.adapter_for_type(type(to))  # an example array: its framework (if it can be a target)
             if a is not None and (a.host_import or a.dlpack_import or a.cai_import):
@@ -340,6 +370,13 @@ class Registry:
                 hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
             )) from exc
         return result
+
+
+def _protocol_names() -> frozenset[str]:
+    import importlib
+
+    names: frozenset[str] = importlib.import_module(PROTOCOL_MODULE).PROTOCOL_NAMES
+    return names
 
 
 def _validation_message(pname: str, plugin: Any, hook: str, signature: str, rule: str) -> str:

@@ -162,13 +162,19 @@ def shares_memory(a: Any, b: Any) -> bool:
     ``from_array``, results of ``persist()``) are compared; chunks still to be computed hold no
     memory.
 
-    :raises UnknownFrameworkError: ``a`` or ``b`` is not an array of a registered framework.
+    Objects no plugin owns are compared through the protocol they are read by (a memoryview, an
+    object with ``__dlpack__`` ...); a list or a scalar holds no array memory and shares none.
+
+    :raises UnknownFrameworkError: ``a`` or ``b`` is neither an array of a registered framework
+        nor an object read through a protocol.
     :raises UnsupportedArrayError: a framework gives no way to learn the array's address.
     """
     from . import _api
 
     sa = _api._TYPES.get(type(a)) or _api._source_adapter(a)
     sb = _api._TYPES.get(type(b)) or _api._source_adapter(b)
+    if getattr(sa, "reads_by_copy", None) or getattr(sb, "reads_by_copy", None):
+        return False  # a list, a Python or NumPy scalar: values, not memory an array can address
     for ad, x, other in ((sa, a, b), (sb, b, a)):
         parts = getattr(ad, "memory_parts", None)
         if callable(parts):  # an array made of other arrays (dask chunks): any part that overlaps

@@ -390,6 +390,9 @@ def _parser() -> argparse.ArgumentParser:
     pm = sub.add_parser("matrix", help="routes and timings for every pair of installed frameworks")
     pm.add_argument("--frameworks", metavar="A,B", help="restrict to these frameworks (comma-separated)")
     pm.add_argument("--cases", metavar="C,D", help="restrict to these cases (comma-separated)")
+    pm.add_argument("--sources", action="store_true",
+                    help="also convert objects no plugin owns (lists, scalars, buffers, __dlpack__/__array__ "
+                         "objects, pandas, xarray) into each framework")
     pm.add_argument("--repeat", type=int, default=7, metavar="N", help="timing batches; the median is shown (default 7)")
     pm.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pm.add_argument("--plot", metavar="FILE.png", help="also write a heat map (needs matplotlib)")
@@ -452,7 +455,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     "Hint: pick registered names (arrayferry info lists them), or install the plugin"
                 )
         progress = None if args.json else (lambda s: print(f"measuring {s} ...", file=sys.stderr, flush=True))
-        result = run_matrix(fws, cases=_split(args.cases), repeat=args.repeat, progress=progress)
+        result = run_matrix(fws, cases=_split(args.cases), repeat=args.repeat, progress=progress, sources=args.sources)
         if not result.rows:
             raise CliError(_nothing_to_compare(result))
         written: list[str] = []

@@ -28,7 +28,8 @@ What is here, by job:
   consumption (:func:`consume_dlpack`, :func:`producer_stream`, :class:`CAIView`), the streams
   torch and CuPy work should run on (:func:`torch_stream_context`, :func:`cupy_stream_context`,
   :func:`cupy_stream`, :func:`cupy_external_stream`), and CUDA failures mapped to
-  :class:`DeviceError` (:func:`is_cuda_error`, :func:`device_error_from`);
+  :class:`DeviceError` (:func:`is_cuda_error`, :func:`device_error_from`), and a DLPack capsule
+  read in place without consuming it (:func:`read_dlpack_capsule`, :class:`DLPackCapsuleInfo`);
 * **the registry, read-only**: :func:`adapters` and :func:`adapter_named`, and
   :func:`dlpack_readonly_reason` (whether read-only memory may cross DLPack between two
   registered frameworks, probed per version).
@@ -75,6 +76,7 @@ from ._cuda import (
     with_requested_stream,
 )
 from ._device import Device
+from ._dlpack_abi import DLPackCapsuleInfo, read_dlpack_capsule
 from ._dtypes import CANONICAL as CANONICAL_DTYPES
 from ._dtypes import ITEMSIZE, ML_DTYPES, canonical_name, is_narrowing, kind_of, numpy_dtype, numpy_dtype_name
 from ._errors import (
@@ -158,6 +160,8 @@ __all__ = [
     "cupy_external_stream",
     "is_cuda_error",
     "device_error_from",
+    "DLPackCapsuleInfo",
+    "read_dlpack_capsule",
     # the registry, read-only
     "adapters",
     "adapter_named",

@@ -326,6 +326,16 @@ class TorchAdapter(Adapter):
                 return torch.from_numpy(as_strided(a, strides=tuple(reversed(st)), writeable=a.flags.writeable))
 
             return import_normalised
+        if info.dtype == "uint64":
+            np = sys.modules["numpy"]
+            u64 = np.dtype(np.uint64)
+
+            def import_uint64(a: Any) -> Any:
+                # NumPy has two uint64 types on LP64 platforms (ulong 'L', ulonglong 'Q': array.array('Q'),
+                # memoryview format 'Q'); torch.from_numpy accepts only the first: view as it (no copy)
+                return torch.from_numpy(a if a.dtype.char == u64.char else a.view(u64.newbyteorder(a.dtype.byteorder)))
+
+            return import_uint64
         return torch.from_numpy  # type: ignore[no-any-return]
 
     def import_host(self, arr: Any) -> Any:

@@ -386,14 +386,15 @@ def test_detection_without_import(af_framework: str) -> None:
 
 
 def test_detection_in_process(af_framework: str, af_device: str) -> None:
-    """``framework_of`` names the framework for its arrays; unknown objects give ``None``."""
+    """``framework_of`` names the framework for its arrays (never a protocol it also speaks); unknown
+    objects give ``None``; a list is read through the ``"python"`` protocol, owned by no framework."""
     ad = _adapter(af_framework)
     dev = _device(ad, af_device)
     x = _make(af_framework, _CASES["float32"], dev)
     assert af.framework_of(x) == af_framework
     assert ad.owns(type(x))
     assert af.framework_of(object()) is None
-    assert af.framework_of([1.0, 2.0]) is None
+    assert af.framework_of([1.0, 2.0]) == "python"
 
 
 def test_device_reporting(af_framework: str, af_device: str) -> None:
