@@ -22,20 +22,17 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
 from ._device import Device
 from ._errors import DeviceError, UnsupportedDTypeError, format_message
+from ._step import Step, identity
 
 __all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "LAYOUTS", "ROUTE_METHODS", "identity", "check_routes", "NPY_C_CONTIGUOUS", "NPY_F_CONTIGUOUS",
            "NPY_OWNDATA", "NPY_ALIGNED", "NPY_WRITEABLE"]
 
-
-def identity(x: Any) -> Any:
-    """Return ``x``; a step whose function is this one costs nothing and is dropped from plans."""
-    return x
 
 CPU = Device("cpu")
 """The host device, ``Device("cpu")``: ``ArrayInfo.device``'s default."""
@@ -169,26 +166,6 @@ class ArrayInfo:
             bits.append("misaligned")
         bits.extend(sorted(self.flags))
         return " ".join(bits[:4]) + ", " + ", ".join(bits[4:])
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a plan: a short ``name``, a human ``description``, whether it ``copies``.
-
-    ``fn`` maps the native object coming in to the one going out. ``transfer`` marks copies
-    that cross devices. ``dtype`` is the dtype of the step's output when the step changes it (a
-    cast); ``plan.nbytes_moved`` counts each copying step at the itemsize of its output.
-    """
-
-    name: str
-    description: str
-    fn: Callable[[Any], Any] = field(repr=False, compare=False)
-    copies: bool = False
-    transfer: bool = False
-    dtype: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.description}"
 
 
 class Adapter:

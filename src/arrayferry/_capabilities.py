@@ -167,10 +167,12 @@ def clear() -> None:
 def override(framework: str, **changes: Any) -> Iterator[Capabilities]:
     """Within the block, ``capabilities(framework)`` answers with ``changes`` applied.
 
-    The planner caches plans, so the plan cache is cleared on entry and on exit.
+    The planner caches plans, so the plan cache is cleared on entry and on exit (through the
+    registry's change listeners: this module sits below the public API and never imports it).
     """
-    from ._api import clear_cache
+    from ._registry import registry
 
+    clear_cache = registry().notify
     adapter = _adapter_named(framework)
     real = capabilities(adapter)
     key = (framework, real.version)

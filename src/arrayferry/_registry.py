@@ -184,12 +184,20 @@ class Registry:
                 names.setdefault(al, a)
         self._names = names
         self.type_cache.clear()
-        for fn in self._listeners:
-            fn()
+        self.notify()
 
     def on_change(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` whenever the set of adapters changes (the planner clears its cache)."""
+        """Call ``fn`` whenever what plans are made from changes: the set of adapters, or a
+        capability answer overridden (the public API clears its plan cache)."""
         self._listeners.append(fn)
+
+    def notify(self) -> None:
+        """Tell every ``on_change`` listener that cached plans may be stale.
+
+        Lower layers that cannot import the plan cache (``_capabilities.override``) call this.
+        """
+        for fn in self._listeners:
+            fn()
 
     # -- public operations ---------------------------------------------------------------------
     def register(self, plugin: Any, name: str | None = None) -> str:
