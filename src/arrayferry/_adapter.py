@@ -228,6 +228,14 @@ class Adapter:
     #: True when plans into this framework depend on more than the source's signature
     #: (e.g. JAX aliases only 64-byte aligned memory); then ``refine_key`` is called per conversion.
     refines: bool = False
+    #: The module that is this framework's array-API namespace, importable without an array of it
+    #: (``"array_api_compat.torch"``): what :func:`arrayferry.namespace_for` and ``@accepts``
+    #: use when no array argument names the namespace. ``None``: none is known without an array.
+    array_api_namespace: str | None = None
+    #: The framework's DLPack consumer as ``"module:attribute.path"``, which the capability probe
+    #: calls to see whether it asks producers for versioned capsules. ``None``:
+    #: ``"<module>:from_dlpack"`` (nothing is probed when that does not exist).
+    dlpack_consumer: str | None = None
     # route flags this class computed itself (unset by hand), so that a subclass recomputes them
     _auto_routes: frozenset[str] = frozenset()
 
@@ -295,6 +303,17 @@ class Adapter:
     def devices(self) -> list[Device]:
         """Devices this framework can place arrays on right now."""
         return [CPU]
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        """The framework's own fastest call from ``source`` arrays to ``target`` ones, one of the two
+        being this framework: ``(label, function)``, or ``None`` for no opinion.
+
+        ``arrayferry matrix`` times it next to ``convert`` and checks its values, dtype and
+        aliasing. The matrix asks the source's adapter first (a framework whose arrays need a step
+        of their own, as Dask's ``compute()``), then the target's, then falls back to the target
+        module's ``from_dlpack`` or ``asarray``. Called only by the matrix: it may import.
+        """
+        return None
 
     # -- detection and description -----------------------------------------------------------
     def owns(self, tp: type) -> bool:

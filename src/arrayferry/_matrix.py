@@ -149,45 +149,24 @@ CASES: tuple[Case, ...] = (
 
 
 def native_call(src: str, tgt: str) -> tuple[str, Callable[[Any], Any]] | None:
-    """The framework's own fastest call from ``src`` arrays to ``tgt``: ``(label, function)``."""
-    table: dict[tuple[str, str], tuple[str, Callable[[], Callable[[Any], Any]]]] = {
-        ("numpy", "torch"): ("torch.from_numpy", lambda: _torch().from_numpy),
-        ("torch", "numpy"): ("Tensor.numpy()", lambda: _torch().Tensor.numpy),
-        ("numpy", "jax"): ("jnp.asarray", lambda: sys.modules["jax"].numpy.asarray),
-        ("torch", "jax"): ("jax.dlpack.from_dlpack", lambda: _import("jax.dlpack").from_dlpack),
-        ("jax", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
-        ("numpy", "array_api_strict"): ("xs.asarray", lambda: _import("array_api_strict").asarray),
-        ("torch", "array_api_strict"): ("xs.from_dlpack", lambda: _import("array_api_strict").from_dlpack),
-        ("array_api_strict", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
-        ("numpy", "dask"): ("da.from_array", lambda: _import("dask.array").from_array),
-        ("torch", "dask"): ("da.from_array", lambda: _import("dask.array").from_array),
-        ("dask", "torch"): ("torch.from_numpy(x.compute())", lambda: lambda x: _torch().from_numpy(x.compute())),
-        ("cupy", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
-        ("torch", "cupy"): ("cupy.from_dlpack", lambda: _import("cupy").from_dlpack),
-    }
-    if (src, tgt) in table:
-        label, make = table[(src, tgt)]
-        return label, make()
-    if tgt == "numpy":
-        return "np.asarray", _np().asarray
-    if tgt == "torch":
-        return "torch.from_dlpack", _torch().from_dlpack
-    if tgt == "jax":
-        return "jnp.asarray", _import("jax.numpy").asarray
-    if tgt == "dask":
-        return "da.from_array", _import("dask.array").from_array
-    mod = sys.modules.get(tgt)
+    """The framework's own fastest call from ``src`` arrays to ``tgt``: ``(label, function)``.
+
+    Each adapter names its own (``Adapter.native_call``): the source's adapter is asked first,
+    then the target's; otherwise the target module's ``from_dlpack``, else its ``asarray``.
+    """
+    from ._registry import registry
+
+    reg = registry()
+    for name in (src, tgt):
+        found = reg.adapter_named(name).native_call(src, tgt)
+        if found is not None:
+            return found
+    mod = sys.modules.get(reg.adapter_named(tgt).module)
     if mod is not None and hasattr(mod, "from_dlpack"):
         return f"{tgt}.from_dlpack", mod.from_dlpack
     if mod is not None and hasattr(mod, "asarray"):
         return f"{tgt}.asarray", mod.asarray
     return None
-
-
-def _import(name: str) -> Any:
-    import importlib
-
-    return importlib.import_module(name)
 
 
 def _native_danger(src_info: Any, tgt: str, label: str) -> str | None:

@@ -81,6 +81,17 @@ class TorchAdapter(Adapter):
     #: ``__cuda_array_interface__`` (CUDA tensors): the second zero-copy route to/from CuPy.
     cai_export = True
     cai_import = True
+    array_api_namespace = "array_api_compat.torch"
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        torch = _torch()
+        if target == "torch":
+            if source == "numpy":
+                return "torch.from_numpy", torch.from_numpy
+            return "torch.from_dlpack", torch.from_dlpack
+        if target == "numpy":
+            return "Tensor.numpy()", torch.Tensor.numpy
+        return None
 
     # -- detection -------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:

@@ -128,6 +128,18 @@ class DaskAdapter(Adapter):
     host_import = True
     dlpack_export = False
     dlpack_import = False
+    array_api_namespace = "array_api_compat.dask.array"
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if target == "dask":
+            import dask.array as da
+
+            return "da.from_array", da.from_array
+        if target == "torch":  # torch cannot read a Dask array: compute it first
+            import torch
+
+            return "torch.from_numpy(x.compute())", lambda x: torch.from_numpy(x.compute())
+        return None
 
     # -- detection ---------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:
