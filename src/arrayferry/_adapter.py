@@ -349,11 +349,17 @@ class Adapter:
         return self.describe(x).device
 
     def parse_device(self, obj: Any) -> Device | None:
-        """This framework's device object as a :class:`Device`, or ``None`` if not recognised."""
+        """This framework's device object as a :class:`Device`, or ``None`` if not recognised.
+
+        The one way a framework's devices are read: ``device=`` and ``Device.parse`` ask each
+        adapter whose module is imported, in turn (strings and ``Device`` never get here)."""
         return None
 
     def parse_dtype(self, obj: Any) -> str | None:
-        """This framework's dtype object as a canonical name, or ``None``."""
+        """This framework's dtype object as a canonical name, or ``None``.
+
+        The one way a framework's dtypes are read: ``dtype=`` asks each adapter whose module is
+        imported, in turn (names, Python types and NumPy and torch dtypes never get here)."""
         return None
 
     # -- what the target can hold ------------------------------------------------------------

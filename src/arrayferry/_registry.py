@@ -137,9 +137,8 @@ class Registry:
                 sig = attr
             self.pm.unregister(name=pname)
             known = ", ".join(sorted(n for n in specs if self.pm.hook.__dict__[n].spec is not None))
-            raise PluginError(
-                _validation_message(pname, plugin, hook, sig, f"no hook named {hook!r} is specified (known hooks: {known})")
-            )
+            rule = _REMOVED_HOOKS.get(hook) or f"no hook named {hook!r} is specified (known hooks: {known})"
+            raise PluginError(_validation_message(pname, plugin, hook, sig, rule))
         return pname
 
     def _collect(self) -> None:
@@ -282,34 +281,32 @@ class Registry:
         )
 
     def parse_device(self, obj: Any) -> Device | None:
+        """A framework's device object as a ``Device``: the first adapter whose ``parse_device``
+        knows it (only adapters whose module is imported: such an object cannot exist otherwise)."""
         for a in self.adapters.values():
             if a.module in sys.modules:
                 d = a.parse_device(obj)
                 if d is not None:
                     return d
-        try:
-            result: Device | None = self.pm.hook.arrayferry_parse_device(obj=obj)
-        except Exception as exc:
-            raise PluginError(format_message(
-                f"A plugin raised in arrayferry_parse_device({obj!r}).", [repr(exc)],
-                hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
-            )) from exc
-        return result
+        return None
 
     def parse_dtype(self, obj: Any) -> str | None:
+        """A framework's dtype object as a canonical name: the first adapter's ``parse_dtype`` that knows it."""
         for a in self.adapters.values():
             if a.module in sys.modules:
                 d = a.parse_dtype(obj)
                 if d is not None:
                     return d
-        try:
-            result: str | None = self.pm.hook.arrayferry_parse_dtype(obj=obj)
-        except Exception as exc:
-            raise PluginError(format_message(
-                f"A plugin raised in arrayferry_parse_dtype({obj!r}).", [repr(exc)],
-                hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
-            )) from exc
-        return result
+        return None
+
+
+#: Hooks arrayferry no longer calls, and what does their job now (one extension mechanism per job).
+_REMOVED_HOOKS = {
+    "arrayferry_parse_device": "the hook 'arrayferry_parse_device' was removed (one extension mechanism per job): a framework's "
+    "device objects are read by its adapter's parse_device(obj) method",
+    "arrayferry_parse_dtype": "the hook 'arrayferry_parse_dtype' was removed (one extension mechanism per job): a framework's "
+    "dtype objects are read by its adapter's parse_dtype(obj) method",
+}
 
 
 def _validation_message(pname: str, plugin: Any, hook: str, signature: str, rule: str) -> str:
