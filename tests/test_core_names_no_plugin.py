@@ -160,6 +160,12 @@ def test_a_framework_without_a_namespace_attribute_is_refused_naming_those_with_
         name = "bare_ns_fw"
         module = "json"
 
+        def owns(self, tp: type) -> bool:
+            return False
+
+        def describe(self, x: Any) -> Any:
+            raise AssertionError("not called")
+
         def export_host(self, x: Any) -> Any:
             return x
 

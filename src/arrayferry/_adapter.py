@@ -30,7 +30,7 @@ from ._device import Device
 from ._errors import DeviceError, UnsupportedDTypeError, format_message
 from ._step import Step, identity
 
-__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "LAYOUTS", "ROUTE_METHODS", "identity", "check_routes", "NPY_C_CONTIGUOUS", "NPY_F_CONTIGUOUS",
+__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "LAYOUTS", "ROUTE_METHODS", "identity", "check_protocol", "protocol_gaps", "WAYS_IN", "WAYS_OUT", "NPY_C_CONTIGUOUS", "NPY_F_CONTIGUOUS",
            "NPY_OWNDATA", "NPY_ALIGNED", "NPY_WRITEABLE"]
 
 
@@ -94,22 +94,54 @@ def unimplemented_routes(adapter: Adapter) -> list[tuple[str, tuple[str, ...]]]:
     return out
 
 
-def check_routes(adapter: Adapter, plugin: str) -> None:
-    """Raise a several-line :class:`PluginError` when ``adapter`` declares a route it does not implement."""
-    missing = unimplemented_routes(adapter)
-    if not missing:
+#: The ways out of a framework and the ways in: an adapter needs at least one of each.
+WAYS_OUT = ("host_export", "dlpack_export", "cai_export")
+WAYS_IN = ("host_import", "dlpack_import", "cai_import")
+
+
+def protocol_gaps(adapter: Adapter) -> list[str]:
+    """What ``adapter`` lacks of the required protocol, one line each (empty: nothing).
+
+    Required: a ``name`` and a ``module``; ``owns`` (which types are its arrays) and ``describe``
+    (``signature`` defaults to one built from ``describe``); at least one way out (``host_export``,
+    ``dlpack_export`` or ``cai_export``) and one way in (``host_import``, ``dlpack_import`` or
+    ``cai_import``); and every route it declares implemented (:data:`ROUTE_METHODS`).
+    """
+    cls = type(adapter)
+    gaps = []
+    for attr, what in (("name", "the framework name users pass as to="),
+                       ("module", "the top-level module whose import means arrays may exist")):
+        value = getattr(adapter, attr, None)
+        if not isinstance(value, str) or not value:
+            gaps.append(f"required: {attr} ({what}) is {value!r}")
+    for method, what in (("owns", "which types are this framework's arrays"),
+                         ("describe", "an ArrayInfo for an array; signature defaults to one built from it")):
+        if not (_overrides(cls, method) or method in vars(adapter)):
+            gaps.append(f"required: {method} is not implemented ({what})")
+    for ways, word in ((WAYS_OUT, "out"), (WAYS_IN, "in")):
+        if not any(getattr(adapter, flag) for flag in ways):
+            gaps.append(f"required: a way {word}: none of {', '.join(ways)} is offered "
+                        f"(implement {' or '.join(ROUTE_METHODS[ways[0]])}, or opt in to a DLPack / CUDA array interface route)")
+    for flag, methods in unimplemented_routes(adapter):
+        need = methods[0] if len(methods) == 1 else " or ".join(methods)
+        gaps.append(f"capability: {flag} = True, but {need} is not implemented (Adapter's default raises NotImplementedError)")
+    return gaps
+
+
+def check_protocol(adapter: Adapter, plugin: str) -> None:
+    """Raise a several-line :class:`PluginError` naming everything ``adapter`` lacks of the protocol."""
+    gaps = protocol_gaps(adapter)
+    if not gaps:
         return
     from ._errors import PluginError
 
-    tried = [f"plugin: {plugin}", f"adapter: {type(adapter).__qualname__} (name {adapter.name!r})"]
-    for flag, methods in missing:
-        need = methods[0] if len(methods) == 1 else " or ".join(methods)
-        tried.append(f"capability: {flag} = True, but {need} is not implemented (Adapter's default raises NotImplementedError)")
+    name = getattr(adapter, "name", None)
     raise PluginError(
         format_message(
-            f"Adapter {adapter.name!r} declares routes it does not implement.",
-            tried,
-            hint="implement the missing methods, or remove the flags (unset, a route follows the methods the adapter overrides)",
+            f"Adapter {name!r} does not meet the adapter protocol.",
+            [f"plugin: {plugin}", f"adapter: {type(adapter).__qualname__} (name {name!r})", *gaps],
+            hint="implement what is listed (docs/plugins.md, \"The Adapter\"), or remove the route flags it "
+            "names (unset, a route follows the methods the adapter overrides)",
         )
     )
 

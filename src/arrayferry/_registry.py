@@ -143,7 +143,7 @@ class Registry:
 
     def _collect(self) -> None:
         """Ask every plugin for its adapters, one plugin at a time so one failure stays local."""
-        from ._adapter import Adapter, check_routes
+        from ._adapter import Adapter, check_protocol
 
         adapters: dict[str, Adapter] = {}
         provider: dict[str, str] = {}
@@ -156,9 +156,7 @@ class Registry:
                 for a in got or ():
                     if not isinstance(a, Adapter):
                         raise TypeError(f"arrayferry_adapters returned {a!r}, not an arrayferry.Adapter")
-                    if not a.name or not a.module:
-                        raise TypeError(f"adapter {a!r} has no name or module")
-                    check_routes(a, pname)
+                    check_protocol(a, pname)
                     if a.name in adapters:
                         raise TypeError(
                             f"adapter name {a.name!r} is already provided by plugin {provider[a.name]!r}"
