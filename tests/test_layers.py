@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("public API", frozenset({"_api", "_shares"})),
     ("tree and decorator", frozenset({"_tree", "_decorator"})),
     ("package", frozenset({""})),
-    ("tools and plugins", frozenset({"_matrix", "cli", "__main__", "testing", "testing.contract", "testing.plugin",
+    ("tools and plugins", frozenset({"_matrix", "cli", "__main__", "testing", "testing.cases", "testing.contract", "testing.plugin",
                                      "adapters", "adapters.numpy", "adapters.torch", "adapters.cupy"})),
 ]
 

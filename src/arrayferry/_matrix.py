@@ -31,117 +31,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .testing.cases import Case, cases_for  # the one case catalogue; importing it imports no framework
+
 __all__ = ["CASES", "Case", "MatrixResult", "Row", "native_call", "run_matrix", "usable_frameworks"]
 
 
 # ------------------------------------------------------------------------------------------------
-# cases
+# cases: the matrix's rows of the one case catalogue (arrayferry.testing.cases)
 
-
-@dataclass(frozen=True)
-class Case:
-    """One typical input: how to build it in NumPy (or natively) and how to recognise it."""
-
-    name: str
-    description: str
-    #: builds the case as a NumPy array (``None`` when only native builders exist)
-    numpy: Callable[[], Any] | None
-    #: does an ``ArrayInfo`` still show the property after carrying it into a framework?
-    holds: Callable[[Any], bool]
-    #: framework name -> builder of the case directly in that framework
-    native: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    #: frameworks for which only the native builder may be used (no carrying from NumPy)
-    native_only: bool = False
-
-
-_N = 64  # (64, 64) float32: 16 KiB, small enough that timings show overhead, not bandwidth
-
-
-def _np() -> Any:
-    import numpy as np
-
-    return np
-
-
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
-def _base(dtype: str = "float32", offset: int = 0) -> Any:
-    """The (64, 64) case data, placed ``offset`` bytes past a 64-byte boundary.
-
-    Placement is controlled because some zero-copy routes depend on it (JAX aliases host memory
-    only at 64-byte alignment): the same versions must give the same table on every run.
-    """
-    np = _np()
-    a = np.arange(_N * _N, dtype=np.float64).reshape(_N, _N) - 100.5
-    a[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
-    a = a.astype(dtype)
-    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64 + offset
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
-
-
-def _readonly() -> Any:
-    a = _base()
-    a.flags.writeable = False
-    return a
-
-
-def _bf16() -> Any:
-    import ml_dtypes
-
-    return _aligned_copy(_base().astype(ml_dtypes.bfloat16))
-
-
-def _aligned_copy(a: Any) -> Any:
-    """``a`` copied to a 64-byte boundary (see ``_base``)."""
-    np = _np()
-    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
-
-
-def _torch_base(dtype: str = "float32") -> Any:
-    torch = _torch()
-    return torch.from_numpy(_base(dtype))
-
-
-CASES: tuple[Case, ...] = (
-    Case("contiguous", "C-contiguous float32 (64, 64)", _base,
-         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
-    Case("strided", "every other column, x[:, ::2]", lambda: _base()[:, ::2],
-         lambda i: i.layout == "strided"),
-    Case("negative", "negative stride, x[::-1]", lambda: _base()[::-1],
-         lambda i: i.layout == "negative"),
-    Case("fortran", "Fortran order, x.T / t.T", lambda: _base().T,
-         lambda i: i.layout in ("fortran", "strided"),
-         native={"torch": lambda: _torch_base().T}),
-    Case("readonly", "read-only memory (writeable=False)", _readonly, lambda i: i.readonly),
-    Case("broadcast", "stride 0, np.broadcast_to / Tensor.expand",
-         lambda: _np().broadcast_to(_base()[0], (_N, _N)),
-         lambda i: i.layout in ("broadcast", "strided"),
-         native={"torch": lambda: _torch_base()[0].expand(_N, _N)}),
-    Case("unaligned", "C-contiguous float32, 4 bytes past a 64-byte boundary", lambda: _base(offset=4),
-         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
-    Case("big-endian", "big-endian float32 ('>f4')", lambda: _base(">f4"), lambda i: i.byteorder != "="),
-    Case("bfloat16", "bfloat16 (ml_dtypes in NumPy)", _bf16, lambda i: i.dtype == "bfloat16"),
-    Case("int64", "C-contiguous int64", lambda: _aligned_copy(_np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1)),
-         lambda i: i.dtype == "int64"),
-    Case("0-d", "0-d float64 array", lambda: _aligned_copy(_np().array(-0.0)), lambda i: i.shape == ()),
-    Case("requires_grad", "torch tensor with requires_grad=True", None,
-         lambda i: "requires_grad" in i.flags,
-         native={"torch": lambda: _torch_base().requires_grad_(True)}, native_only=True),
-    Case("conj", "torch complex64 tensor with the conjugate bit set", None,
-         lambda i: "conj" in i.flags,
-         native={"torch": lambda: _torch_base("complex64").conj()}, native_only=True),
-)
+CASES: tuple[Case, ...] = cases_for("matrix")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,8 +196,10 @@ def _build(case: Case, fw: str) -> tuple[Any, str | None]:
     try:
         if fw in case.native:
             x = case.native[fw]()
-        elif case.native_only or case.numpy is None:
-            return None, f"only {', '.join(case.native)} arrays have this state"
+        elif fw == case.source:
+            x = case.make()[0]
+        elif case.source != "numpy":
+            return None, f"only {case.source} arrays have this state"
         else:
             x = case.numpy()
             if fw != "numpy":
