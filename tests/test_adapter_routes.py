@@ -49,7 +49,7 @@ class MinimalAdapter(Adapter):
 
 
 class ExportOnly(MinimalAdapter):
-    """A way out, and no way in: ``host_import`` explicitly off."""
+    """A way out, and no way in: ``host_import`` explicitly off (refused: the protocol needs one)."""
 
     name = "boxes_out"
     host_import = False
@@ -131,17 +131,21 @@ def test_minimal_plugin_converts_through_its_route(registered: list[str]) -> Non
 
 
 def test_minimal_plugin_does_not_offer_routes_it_cannot_run(registered: list[str]) -> None:
-    registered.append(af.register_plugin(_plugin(MinimalAdapter(), ExportOnly()), name="boxes-plugin"))
+    registered.append(af.register_plugin(_plugin(MinimalAdapter()), name="boxes-plugin"))
     t = torch.arange(4.0)
     p = af.plan(t, "boxes")  # torch offers DLPack, boxes does not take it: the host route
     assert p.route == "host" and p.zero_copy
+    assert "dlpack" not in [s.name for s in p.steps]
     assert np.shares_memory(af.convert(t, "boxes").a, t.numpy())
-    # no way in: a typed error saying so, never NotImplementedError reported as a bug
-    with pytest.raises(af.ArrayFerryError) as info:
-        af.convert(np.zeros(3), "boxes_out")
+    # a route the target withholds (host_import = False, DLPack not implemented) is never taken:
+    # with no way in at all, the adapter is refused at registration, never a NotImplementedError later
+    with pytest.raises(PluginError) as info:
+        af.register_plugin(_plugin(ExportOnly()), name="boxes-out-plugin")
     msg = str(info.value)
-    assert not isinstance(info.value, NotImplementedError)
-    assert "boxes_out" in msg and "Hint:" in msg and "bug" not in msg.lower()
+    assert "'boxes_out'" in msg.splitlines()[0] and msg.splitlines()[-1].startswith("Hint:")
+    assert "required: a way in: none of host_import, dlpack_import, cai_import is offered" in msg
+    assert "a way out" not in msg  # it has one
+    af.unregister_plugin("boxes-out-plugin")
 
 
 def test_declared_route_without_its_method_is_refused(registered: list[str]) -> None:
@@ -172,3 +176,71 @@ def test_every_missing_method_is_named(registered: list[str]) -> None:
     assert "cai_import = True, but from_cai is not implemented" in msg
     assert "dlpack_import" not in msg
     af.unregister_plugin("boxes-nothing-plugin")
+
+
+class _Nothing(Adapter):
+    """No member of the required protocol at all."""
+
+
+class _NoDescribe(Adapter):
+    name = "boxes_nodescribe"
+    module = __name__
+
+    def owns(self, tp: type) -> bool:
+        return tp is Box
+
+    def export_host(self, x: Any) -> Any:
+        return x.a
+
+    def import_host(self, arr: Any) -> Any:
+        return Box(arr)
+
+
+class _DLPackOnly(MinimalAdapter):
+    """No host route either way; DLPack both ways is a way out and a way in: accepted."""
+
+    name = "boxes_dlpack_only"
+    host_export = False
+    host_import = False
+    dlpack_export = True
+
+    def from_dlpack(self, x: Any, device: Any = None, copy: bool | None = None) -> Any:
+        return Box(np.from_dlpack(x))
+
+
+@pytest.mark.parametrize(
+    ("adapter", "named", "not_named"),
+    [
+        (_Nothing(), ["required: name (the framework name users pass as to=) is ''",
+                      "required: module (the top-level module whose import means arrays may exist) is ''",
+                      "required: owns is not implemented", "required: describe is not implemented",
+                      "required: a way out: none of host_export, dlpack_export, cai_export is offered",
+                      "required: a way in: none of host_import, dlpack_import, cai_import is offered"], []),
+        (_NoDescribe(), ["required: describe is not implemented"], ["required: owns", "a way out", "a way in", "name ("]),
+        (ExportOnly(), ["a way in"], ["a way out", "owns", "describe"]),
+    ],
+    ids=["nothing", "no-describe", "no-way-in"],
+)
+def test_a_plugin_missing_a_required_member_is_refused_naming_it(
+        registered: list[str], adapter: Adapter, named: list[str], not_named: list[str]) -> None:
+    before = {f.name for f in af.frameworks()}
+    with pytest.raises(PluginError) as info:
+        af.register_plugin(_plugin(adapter), name="gappy-plugin")
+    msg = str(info.value)
+    lines = msg.splitlines()
+    assert lines[0] == f"Adapter {adapter.name!r} does not meet the adapter protocol."
+    assert "  - plugin: gappy-plugin" in lines and lines[-1].startswith("Hint:")
+    for text in named:
+        assert any(text in ln for ln in lines), (text, msg)
+    for text in not_named:
+        assert text not in msg, (text, msg)
+    assert ("gappy-plugin", msg) in af.broken_plugins()
+    assert {f.name for f in af.frameworks()} == before  # nothing half registered
+    af.unregister_plugin("gappy-plugin")
+
+
+def test_dlpack_both_ways_meets_the_protocol(registered: list[str]) -> None:
+    a = _DLPackOnly()
+    assert (a.host_export, a.host_import, a.dlpack_export, a.dlpack_import) == (False, False, True, True)
+    registered.append(af.register_plugin(_plugin(a), name="boxes-dlpack-only-plugin"))
+    assert "boxes_dlpack_only" in {f.name for f in af.frameworks()}

@@ -332,3 +332,31 @@ def test_unknown_answers_refuse_readonly_dlpack_and_say_so() -> None:
             caps.override("torch", requests_versioned=None):
         why = caps.dlpack_readonly_reason("numpy", "torch")
     assert why is not None and "unknown" in why and "torch" in why
+
+
+def test_explain_says_which_capability_answer_decided_the_dlpack_route() -> None:
+    """A read-only array_api_strict array into NumPy: the DLPack route needs a copy first, or not,
+    as the probed answers say, and ``explain()`` quotes the answer that decided it. Overriding an
+    answer clears cached plans (through the registry's listeners), so each plan follows it."""
+    pytest.importorskip("array_api_strict")
+    if "array_api_strict" not in {f.name for f in af.frameworks()}:
+        pytest.skip("the array-api-strict plugin is not registered")
+    a = np.arange(4.0)
+    a.flags.writeable = False
+    x = af.convert(a, "array_api_strict")
+    version = caps.capabilities("array_api_strict").version
+    with caps.override("array_api_strict", readonly_export=False, capsule_version=None):
+        why = dict(af.plan(x, "numpy").refused)["dlpack"]
+        assert why.startswith("works but costs more (1 copy step(s)")
+        assert f"array_api_strict {version} cannot export read-only memory over DLPack" in why
+        assert why in af.plan(x, "numpy").explain()
+    with caps.override("array_api_strict", readonly_export=None):
+        why = dict(af.plan(x, "numpy").refused)["dlpack"]
+        assert f"whether array_api_strict {version} exports read-only memory over DLPack is unknown" in why
+    with caps.override("array_api_strict", readonly_export=True), \
+            caps.override("numpy", readonly_export=True, requests_versioned=True, readonly_import=True):
+        why = dict(af.plan(x, "numpy").refused)["dlpack"]
+        assert why.startswith("works at the same cost (zero-copy"), why  # every answer yes: no copy
+        assert "read-only" not in why
+    real = caps.dlpack_readonly_reason("array_api_strict", "numpy")  # the real answers again
+    assert ("cannot cross DLPack" in dict(af.plan(x, "numpy").refused)["dlpack"]) is (real is not None)

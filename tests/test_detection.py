@@ -62,6 +62,15 @@ def test_framework_of_asks_only_imported_frameworks() -> None:
             asked.append(tp)
             return True
 
+        def describe(self, x: Any) -> af.ArrayInfo:  # the required protocol; never called here
+            raise AssertionError("not called")
+
+        def export_host(self, x: Any) -> Any:
+            return x
+
+        def import_host(self, arr: Any) -> Any:
+            return arr
+
     class Plugin:
         @af.hookimpl
         def arrayferry_adapters(self) -> list[af.Adapter]:
@@ -162,6 +171,18 @@ def test_frameworks_lists_registered_but_missing_frameworks() -> None:
     class Ghost(af.Adapter):
         name = "ghost"
         module = "arrayferry_ghost_module_xyz"
+
+        def owns(self, tp: type) -> bool:
+            return False
+
+        def describe(self, x: Any) -> af.ArrayInfo:  # the required protocol; never called here
+            raise AssertionError("not called")
+
+        def export_host(self, x: Any) -> Any:
+            return x
+
+        def import_host(self, arr: Any) -> Any:
+            return arr
 
     class Plugin:
         @af.hookimpl

@@ -129,7 +129,7 @@ def test_hook_reference_is_markdown() -> None:
     for rest in (":param ", ":returns:", ".. versionadded::", ":func:`", ":class:`", "``"):
         assert rest not in prose, rest
     assert "-> 'list[Adapter]'" not in text and "-> list[Adapter]" in text
-    assert "(obj: Any) -> Device | None" in text
+    assert "parse_device(self, obj: Any) -> Device | None" in text  # annotations unquoted
 
 
 def test_rst_to_markdown_converts_what_docstrings_use() -> None:

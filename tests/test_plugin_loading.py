@@ -145,13 +145,25 @@ def test_register_plugin_whose_hook_raises() -> None:
 
 class _WrongArgs:
     @af.hookimpl
-    def arrayferry_parse_device(self, obj: object, flavour: str) -> None:
-        return None
+    def arrayferry_adapters(self, flavour: str) -> list[af.Adapter]:
+        return []
 
 
 class _Fewer:
     @af.hookimpl
-    def arrayferry_parse_device(self) -> None:  # fewer arguments than the spec: allowed
+    def arrayferry_adapters(self) -> list[af.Adapter]:  # a plugin with no adapters: allowed
+        return []
+
+
+class _OldParseHook:
+    @af.hookimpl
+    def arrayferry_parse_device(self, obj: object) -> None:
+        return None
+
+
+class _OldDtypeHook:
+    @af.hookimpl
+    def arrayferry_parse_dtype(self, obj: object) -> None:
         return None
 
 
@@ -161,10 +173,16 @@ class _Fewer:
     [
         (lambda: __import__("broken").misspelled_hook, "arrayferry_adaptors", "arrayferry_adaptors()",
          "no hook named 'arrayferry_adaptors' is specified (known hooks: arrayferry_adapters"),
-        (_WrongArgs, "arrayferry_parse_device", "arrayferry_parse_device(obj: 'object', flavour: 'str')",
+        (_WrongArgs, "arrayferry_adapters", "arrayferry_adapters(flavour: 'str')",
          "Argument(s) {'flavour'} are declared in the hookimpl but can not be found in the hookspec"),
+        (_OldParseHook, "arrayferry_parse_device", "arrayferry_parse_device(obj)",
+         "the hook 'arrayferry_parse_device' was removed (one extension mechanism per job): a framework's "
+         "device objects are read by its adapter's parse_device(obj) method"),
+        (_OldDtypeHook, "arrayferry_parse_dtype", "arrayferry_parse_dtype(obj)",
+         "the hook 'arrayferry_parse_dtype' was removed (one extension mechanism per job): a framework's "
+         "dtype objects are read by its adapter's parse_dtype(obj) method"),
     ],
-    ids=["unknown-hook", "wrong-arguments"],
+    ids=["unknown-hook", "wrong-arguments", "removed-parse-device", "removed-parse-dtype"],
 )
 def test_validation_errors_are_plugin_errors(make, hook: str, signature: str, rule: str) -> None:  # type: ignore[no-untyped-def]
     reg = Registry(autoload=False)

@@ -276,7 +276,7 @@ def test_declared_options_without_apply_options_are_refused_at_registration() ->
     with pytest.raises(PluginError) as info:
         af.register_plugin(_plugin(NoApply()), name="labelled-broken-plugin")
     msg = str(info.value)
-    assert "'labelled_broken' declares target options it does not implement" in msg
+    assert "'labelled_broken' does not meet the adapter protocol" in msg
     assert "target_options: label, but apply_options is not implemented" in msg
     assert msg.splitlines()[-1].startswith("Hint:")
     af.unregister_plugin("labelled-broken-plugin")

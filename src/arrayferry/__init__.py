@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _device as _device_module
+from . import _dtypes as _dtypes_module
 from ._errors import (
     ArgumentError,
     ArrayFerryError,
@@ -133,6 +135,24 @@ def broken_plugins() -> list[tuple[str, str]]:
     from ._registry import registry
 
     return [(b.name, b.error) for b in registry().broken]
+
+
+def _framework_device(obj: Any) -> Device | None:
+    from ._registry import registry
+
+    return registry().parse_device(obj)
+
+
+def _framework_dtype(obj: Any) -> str | None:
+    from ._registry import registry
+
+    return registry().parse_dtype(obj)
+
+
+# The value types (Device, the dtype names) sit below the registry and never import it; the
+# package, at the top of the layers (docs/architecture.md), wires the registry's parsers into them.
+_device_module.set_framework_parser(_framework_device)
+_dtypes_module.set_framework_parser(_framework_dtype)
 
 
 def __getattr__(name: str) -> Any:

@@ -22,20 +22,17 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType, ModuleType
 from typing import Any, ClassVar
 
 from ._device import Device
 from ._errors import DeviceError, UnsupportedDTypeError, format_message
+from ._step import Step, identity
 
-__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "LAYOUTS", "ROUTE_METHODS", "identity", "check_routes", "NPY_C_CONTIGUOUS", "NPY_F_CONTIGUOUS",
+__all__ = ["Adapter", "ArrayInfo", "Step", "CPU", "LAYOUTS", "ROUTE_METHODS", "identity", "check_protocol", "protocol_gaps", "WAYS_IN", "WAYS_OUT", "NPY_C_CONTIGUOUS", "NPY_F_CONTIGUOUS",
            "NPY_OWNDATA", "NPY_ALIGNED", "NPY_WRITEABLE"]
 
-
-def identity(x: Any) -> Any:
-    """Return ``x``; a step whose function is this one costs nothing and is dropped from plans."""
-    return x
 
 CPU = Device("cpu")
 """The host device, ``Device("cpu")``: ``ArrayInfo.device``'s default."""
@@ -97,26 +94,57 @@ def unimplemented_routes(adapter: Adapter) -> list[tuple[str, tuple[str, ...]]]:
     return out
 
 
-def check_routes(adapter: Adapter, plugin: str) -> None:
-    """Raise a several-line :class:`PluginError` when ``adapter`` declares a route it does not implement."""
-    missing = unimplemented_routes(adapter)
-    no_options = bool(adapter.target_options) and not _overrides(type(adapter), "apply_options")
-    if not missing and not no_options:
+#: The ways out of a framework and the ways in: an adapter needs at least one of each.
+WAYS_OUT = ("host_export", "dlpack_export", "cai_export")
+WAYS_IN = ("host_import", "dlpack_import", "cai_import")
+
+
+def protocol_gaps(adapter: Adapter) -> list[str]:
+    """What ``adapter`` lacks of the required protocol, one line each (empty: nothing).
+
+    Required: a ``name`` and a ``module``; ``owns`` (which types are its arrays) and ``describe``
+    (``signature`` defaults to one built from ``describe``); at least one way out (``host_export``,
+    ``dlpack_export`` or ``cai_export``) and one way in (``host_import``, ``dlpack_import`` or
+    ``cai_import``); and every route it declares implemented (:data:`ROUTE_METHODS`).
+    """
+    cls = type(adapter)
+    gaps = []
+    for attr, what in (("name", "the framework name users pass as to="),
+                       ("module", "the top-level module whose import means arrays may exist")):
+        value = getattr(adapter, attr, None)
+        if not isinstance(value, str) or not value:
+            gaps.append(f"required: {attr} ({what}) is {value!r}")
+    for method, what in (("owns", "which types are this framework's arrays"),
+                         ("describe", "an ArrayInfo for an array; signature defaults to one built from it")):
+        if not (_overrides(cls, method) or method in vars(adapter)):
+            gaps.append(f"required: {method} is not implemented ({what})")
+    for ways, word in ((WAYS_OUT, "out"), (WAYS_IN, "in")):
+        if not any(getattr(adapter, flag) for flag in ways):
+            gaps.append(f"required: a way {word}: none of {', '.join(ways)} is offered "
+                        f"(implement {' or '.join(ROUTE_METHODS[ways[0]])}, or opt in to a DLPack / CUDA array interface route)")
+    for flag, methods in unimplemented_routes(adapter):
+        need = methods[0] if len(methods) == 1 else " or ".join(methods)
+        gaps.append(f"capability: {flag} = True, but {need} is not implemented (Adapter's default raises NotImplementedError)")
+    if getattr(adapter, "target_options", None) and not _overrides(cls, "apply_options"):
+        gaps.append(f"target_options: {', '.join(adapter.target_options)}, but apply_options is not implemented "
+                    "(Adapter's default raises NotImplementedError)")
+    return gaps
+
+
+def check_protocol(adapter: Adapter, plugin: str) -> None:
+    """Raise a several-line :class:`PluginError` naming everything ``adapter`` lacks of the protocol."""
+    gaps = protocol_gaps(adapter)
+    if not gaps:
         return
     from ._errors import PluginError
 
-    tried = [f"plugin: {plugin}", f"adapter: {type(adapter).__qualname__} (name {adapter.name!r})"]
-    for flag, methods in missing:
-        need = methods[0] if len(methods) == 1 else " or ".join(methods)
-        tried.append(f"capability: {flag} = True, but {need} is not implemented (Adapter's default raises NotImplementedError)")
-    if no_options:
-        tried.append(f"target_options: {', '.join(adapter.target_options)}, but apply_options is not implemented "
-                     "(Adapter's default raises NotImplementedError)")
+    name = getattr(adapter, "name", None)
     raise PluginError(
         format_message(
-            f"Adapter {adapter.name!r} declares {'routes' if missing else 'target options'} it does not implement.",
-            tried,
-            hint="implement the missing methods, or remove the flags (unset, a route follows the methods the adapter overrides)",
+            f"Adapter {name!r} does not meet the adapter protocol.",
+            [f"plugin: {plugin}", f"adapter: {type(adapter).__qualname__} (name {name!r})", *gaps],
+            hint="implement what is listed (docs/plugins.md, \"The Adapter\"), or remove the route flags it "
+            "names (unset, a route follows the methods the adapter overrides)",
         )
     )
 
@@ -173,26 +201,6 @@ class ArrayInfo:
             bits.append("misaligned")
         bits.extend(sorted(self.flags))
         return " ".join(bits[:4]) + ", " + ", ".join(bits[4:])
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a plan: a short ``name``, a human ``description``, whether it ``copies``.
-
-    ``fn`` maps the native object coming in to the one going out. ``transfer`` marks copies
-    that cross devices. ``dtype`` is the dtype of the step's output when the step changes it (a
-    cast); ``plan.nbytes_moved`` counts each copying step at the itemsize of its output.
-    """
-
-    name: str
-    description: str
-    fn: Callable[[Any], Any] = field(repr=False, compare=False)
-    copies: bool = False
-    transfer: bool = False
-    dtype: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.description}"
 
 
 class Adapter:
@@ -264,6 +272,14 @@ class Adapter:
     #: to check the option is applied (the plan records it and changes, values survive bit for bit);
     #: every declared option needs at least one, e.g. ``{"chunks": ((2, 2), "auto", -1)}``.
     target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({})
+    #: The module that is this framework's array-API namespace, importable without an array of it
+    #: (``"array_api_compat.torch"``): what :func:`arrayferry.namespace_for` and ``@accepts``
+    #: use when no array argument names the namespace. ``None``: none is known without an array.
+    array_api_namespace: str | None = None
+    #: The framework's DLPack consumer as ``"module:attribute.path"``, which the capability probe
+    #: calls to see whether it asks producers for versioned capsules. ``None``:
+    #: ``"<module>:from_dlpack"`` (nothing is probed when that does not exist).
+    dlpack_consumer: str | None = None
     # route flags this class computed itself (unset by hand), so that a subclass recomputes them
     _auto_routes: frozenset[str] = frozenset()
 
@@ -332,6 +348,20 @@ class Adapter:
         """Devices this framework can place arrays on right now."""
         return [CPU]
 
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        """The framework's own fastest call from ``source`` arrays to ``target`` ones, one of the two
+        being this framework: ``(label, function)``, or ``None`` for no opinion.
+
+        ``arrayferry matrix`` times it next to ``convert`` and checks its values, dtype and
+        aliasing. The matrix asks the source's adapter first (a framework whose arrays need a step
+        of their own, as Dask's ``compute()``), then the target's, then falls back to the target
+        module's ``from_dlpack`` or ``asarray``. ``source == "object"`` asks for the call that reads
+        any object no plugin owns (a list, a buffer, a ``__dlpack__`` object: ``arrayferry matrix
+        --sources``); the fallback is the target module's ``asarray``. Called only by the matrix: it
+        may import.
+        """
+        return None
+
     # -- detection and description -----------------------------------------------------------
     def owns(self, tp: type) -> bool:
         """Whether arrays of type ``tp`` belong to this framework (``self.module`` is imported)."""
@@ -366,11 +396,17 @@ class Adapter:
         return self.describe(x).device
 
     def parse_device(self, obj: Any) -> Device | None:
-        """This framework's device object as a :class:`Device`, or ``None`` if not recognised."""
+        """This framework's device object as a :class:`Device`, or ``None`` if not recognised.
+
+        The one way a framework's devices are read: ``device=`` and ``Device.parse`` ask each
+        adapter whose module is imported, in turn (strings and ``Device`` never get here)."""
         return None
 
     def parse_dtype(self, obj: Any) -> str | None:
-        """This framework's dtype object as a canonical name, or ``None``."""
+        """This framework's dtype object as a canonical name, or ``None``.
+
+        The one way a framework's dtypes are read: ``dtype=`` asks each adapter whose module is
+        imported, in turn (names, Python types and NumPy and torch dtypes never get here)."""
         return None
 
     # -- what the target can hold ------------------------------------------------------------

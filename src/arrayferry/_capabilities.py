@@ -53,23 +53,11 @@ __all__ = [
     "dlpack_readonly_reason",
     "override",
     "parse_version",
-    "register_consumer",
     "set_capabilities",
 ]
 
 #: DLPack's flag bit for read-only memory (``DLPACK_FLAG_BITMASK_READ_ONLY``), versioned capsules only.
 DLPACK_FLAG_READ_ONLY = 1
-
-#: The consumer function of each framework, as "module:attribute.path" (nothing is imported
-#: to read this table). Frameworks not listed use ``<module>.from_dlpack`` when it exists.
-_CONSUMERS: dict[str, str] = {
-    "numpy": "numpy:from_dlpack",
-    "torch": "torch:from_dlpack",
-    "jax": "jax.dlpack:from_dlpack",
-    "cupy": "cupy:from_dlpack",
-    "array_api_strict": "array_api_strict:from_dlpack",
-}
-
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -167,10 +155,12 @@ def clear() -> None:
 def override(framework: str, **changes: Any) -> Iterator[Capabilities]:
     """Within the block, ``capabilities(framework)`` answers with ``changes`` applied.
 
-    The planner caches plans, so the plan cache is cleared on entry and on exit.
+    The planner caches plans, so the plan cache is cleared on entry and on exit (through the
+    registry's change listeners: this module sits below the public API and never imports it).
     """
-    from ._api import clear_cache
+    from ._registry import registry
 
+    clear_cache = registry().notify
     adapter = _adapter_named(framework)
     real = capabilities(adapter)
     key = (framework, real.version)
@@ -182,11 +172,6 @@ def override(framework: str, **changes: Any) -> Iterator[Capabilities]:
     finally:
         _CACHE[key] = real
         clear_cache()
-
-
-def register_consumer(framework: str, spec: str) -> None:
-    """Name ``framework``'s DLPack consumer as ``"module:attr.path"`` for probing (plugins)."""
-    _CONSUMERS[framework] = spec
 
 
 # ------------------------------------------------------------------------------------------
@@ -232,10 +217,11 @@ class _Spy:
             return self.arr.__dlpack__()
 
 
-def _consumer(name: str, adapter: Adapter) -> Callable[..., Any] | None:
+def _consumer(adapter: Adapter) -> Callable[..., Any] | None:
+    """The adapter's DLPack consumer (``Adapter.dlpack_consumer``, default ``<module>:from_dlpack``)."""
     import importlib
 
-    spec = _CONSUMERS.get(name, f"{adapter.module}:from_dlpack")
+    spec = adapter.dlpack_consumer or f"{adapter.module}:from_dlpack"
     modname, _, attr = spec.partition(":")
     try:
         obj: Any = importlib.import_module(modname)
@@ -274,7 +260,7 @@ def _probe(adapter: Adapter, version: str | None) -> Capabilities:
 
     # consumer: does from_dlpack ask for a versioned capsule? (unknown when it refused the host
     # producer before asking, as a device-only framework does)
-    consume = _consumer(name, adapter)
+    consume = _consumer(adapter)
     if consume is not None:
         spy = _Spy(base.copy())
         try:

@@ -27,14 +27,6 @@ __all__ = ["accepts", "MixedFrameworksError", "namespace_for"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MIXED = ("error", "first")
-_NAMESPACE_MODULES = {
-    "numpy": "array_api_compat.numpy",
-    "torch": "array_api_compat.torch",
-    "cupy": "array_api_compat.cupy",
-    "dask": "array_api_compat.dask.array",
-    "jax": "jax.numpy",
-    "array_api_strict": "array_api_strict",
-}
 _NS_CACHE: dict[str, Any] = {}
 
 
@@ -42,7 +34,8 @@ def namespace_for(framework: str, example: Any = None) -> Any:
     """The array-API namespace of ``framework``, from array-api-compat.
 
     With an ``example`` array, ``array_api_compat.array_namespace(example)``; otherwise the
-    compat module for the framework (``array_api_compat.torch``, ``jax.numpy``, ...).
+    module the framework's adapter names in ``Adapter.array_api_namespace``
+    (``array_api_compat.torch``, ...).
     """
     ns = _NS_CACHE.get(framework)
     if ns is not None:
@@ -61,12 +54,16 @@ def namespace_for(framework: str, example: Any = None) -> Any:
     else:
         import importlib
 
-        modname = _NAMESPACE_MODULES.get(framework)
+        from ._registry import registry
+
+        reg = registry()
+        modname = reg.adapter_named(framework).array_api_namespace
         if modname is None:
+            known = sorted(n for n, a in reg.adapters.items() if a.array_api_namespace)
             raise ArrayFerryError(
                 format_message(
                     f"No array-API namespace is known for framework {framework!r} without an array of it.",
-                    [f"known without an array: {', '.join(sorted(_NAMESPACE_MODULES))}"],
+                    [f"known without an array (Adapter.array_api_namespace): {', '.join(known) or 'none'}"],
                     hint="pass at least one array argument, or pass xp= yourself",
                 )
             )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import DeviceError, format_message
 
-__all__ = ["Device", "DLPACK_DEVICE_TYPES"]
+__all__ = ["Device", "DLPACK_DEVICE_TYPES", "set_framework_parser"]
 
 # DLPack's DLDeviceType codes (dlpack.h) and the names arrayferry uses for them.
 DLPACK_DEVICE_TYPES: dict[int, str] = {
@@ -23,6 +24,20 @@ DLPACK_DEVICE_TYPES: dict[int, str] = {
     14: "oneapi",
 }
 _DLPACK_CODES = {v: k for k, v in DLPACK_DEVICE_TYPES.items()}
+
+# How a framework's own device object (``torch.device``, ``cupy.cuda.Device``, ...) becomes a
+# Device. This value type sits below the registry and never imports it: the package wires the
+# registry's ``parse_device`` (which asks each adapter's ``parse_device``) in here when it loads.
+_framework_parser: Callable[[Any], Device | None] | None = None
+
+
+def set_framework_parser(fn: Callable[[Any], Device | None] | None) -> None:
+    """Install how :meth:`Device.parse` reads a framework's device object (``None``: none is read).
+
+    ``arrayferry/__init__.py`` installs the registry's adapter-by-adapter parser; tests may swap it.
+    """
+    global _framework_parser
+    _framework_parser = fn
 
 
 class Device:
@@ -115,9 +130,7 @@ class Device:
             if kind == "gpu":
                 kind = "cuda"
             return cls(kind, int(idx) if sep else None)
-        from ._registry import registry
-
-        found = registry().parse_device(obj)
+        found = _framework_parser(obj) if _framework_parser is not None else None
         if found is not None:
             return found
         raise DeviceError(

@@ -8,6 +8,7 @@ plain strings. Names follow NumPy / the array API (``"float32"``, ``"complex64"`
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import UnsupportedDTypeError, format_message
@@ -21,7 +22,22 @@ __all__ = [
     "kind_of",
     "numpy_dtype",
     "numpy_dtype_name",
+    "set_framework_parser",
 ]
+
+# How a framework's own dtype object (``jnp.bfloat16``'s dtype, an array-api-strict dtype, ...)
+# becomes a canonical name. These helpers sit below the registry and never import it: the package
+# wires the registry's ``parse_dtype`` (which asks each adapter's ``parse_dtype``) in when it loads.
+_framework_parser: Callable[[Any], str | None] | None = None
+
+
+def set_framework_parser(fn: Callable[[Any], str | None] | None) -> None:
+    """Install how :func:`canonical_name` reads a framework's dtype object (``None``: none is read).
+
+    ``arrayferry/__init__.py`` installs the registry's adapter-by-adapter parser; tests may swap it.
+    """
+    global _framework_parser
+    _framework_parser = fn
 
 ITEMSIZE: dict[str, int] = {
     "bool": 1,
@@ -154,9 +170,7 @@ def canonical_name(obj: Any) -> str:
     text = str(obj)
     if text.startswith("torch.") and text[6:] in ITEMSIZE:
         return text[6:]
-    from ._registry import registry
-
-    found = registry().parse_dtype(obj)
+    found = _framework_parser(obj) if _framework_parser is not None else None
     if found is not None:
         return found
     raise UnsupportedDTypeError(

@@ -32,9 +32,9 @@ import math
 from fractions import Fraction
 from typing import Any
 
-from ._adapter import Step
 from ._dtypes import ITEMSIZE, ML_DTYPES, kind_of, numpy_dtype
 from ._errors import ArgumentError, LossyConversionError, format_message
+from ._step import Step
 
 __all__ = [
     "CASTING",

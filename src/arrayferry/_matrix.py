@@ -31,31 +31,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .testing.cases import Case, cases_for  # the one case catalogue; importing it imports no framework
+
 __all__ = ["CASES", "SOURCE_CASES", "Case", "SourceCase", "MatrixResult", "Row", "native_call", "run_matrix",
            "usable_frameworks"]
 
 
 # ------------------------------------------------------------------------------------------------
-# cases
+# cases: the matrix's rows of the one case catalogue (arrayferry.testing.cases)
+
+CASES: tuple[Case, ...] = cases_for("matrix")
 
 
-@dataclass(frozen=True)
-class Case:
-    """One typical input: how to build it in NumPy (or natively) and how to recognise it."""
-
-    name: str
-    description: str
-    #: builds the case as a NumPy array (``None`` when only native builders exist)
-    numpy: Callable[[], Any] | None
-    #: does an ``ArrayInfo`` still show the property after carrying it into a framework?
-    holds: Callable[[Any], bool]
-    #: framework name -> builder of the case directly in that framework
-    native: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    #: frameworks for which only the native builder may be used (no carrying from NumPy)
-    native_only: bool = False
-
-
-_N = 64  # (64, 64) float32: 16 KiB, small enough that timings show overhead, not bandwidth
+# ------------------------------------------------------------------------------------------------
+# sources no plugin owns (``arrayferry matrix --sources``): each converted into every usable framework
 
 
 def _np() -> Any:
@@ -64,89 +53,12 @@ def _np() -> Any:
     return np
 
 
-def _torch() -> Any:
-    import torch
+def _base() -> Any:
+    """The catalogue's (64, 64) float32 data (NaN, +-inf, -0.0 first), 64-byte aligned."""
+    from .testing.cases import _grid
 
-    return torch
+    return _grid()
 
-
-def _base(dtype: str = "float32", offset: int = 0) -> Any:
-    """The (64, 64) case data, placed ``offset`` bytes past a 64-byte boundary.
-
-    Placement is controlled because some zero-copy routes depend on it (JAX aliases host memory
-    only at 64-byte alignment): the same versions must give the same table on every run.
-    """
-    np = _np()
-    a = np.arange(_N * _N, dtype=np.float64).reshape(_N, _N) - 100.5
-    a[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
-    a = a.astype(dtype)
-    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64 + offset
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
-
-
-def _readonly() -> Any:
-    a = _base()
-    a.flags.writeable = False
-    return a
-
-
-def _bf16() -> Any:
-    import ml_dtypes
-
-    return _aligned_copy(_base().astype(ml_dtypes.bfloat16))
-
-
-def _aligned_copy(a: Any) -> Any:
-    """``a`` copied to a 64-byte boundary (see ``_base``)."""
-    np = _np()
-    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
-
-
-def _torch_base(dtype: str = "float32") -> Any:
-    torch = _torch()
-    return torch.from_numpy(_base(dtype))
-
-
-CASES: tuple[Case, ...] = (
-    Case("contiguous", "C-contiguous float32 (64, 64)", _base,
-         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
-    Case("strided", "every other column, x[:, ::2]", lambda: _base()[:, ::2],
-         lambda i: i.layout == "strided"),
-    Case("negative", "negative stride, x[::-1]", lambda: _base()[::-1],
-         lambda i: i.layout == "negative"),
-    Case("fortran", "Fortran order, x.T / t.T", lambda: _base().T,
-         lambda i: i.layout in ("fortran", "strided"),
-         native={"torch": lambda: _torch_base().T}),
-    Case("readonly", "read-only memory (writeable=False)", _readonly, lambda i: i.readonly),
-    Case("broadcast", "stride 0, np.broadcast_to / Tensor.expand",
-         lambda: _np().broadcast_to(_base()[0], (_N, _N)),
-         lambda i: i.layout in ("broadcast", "strided"),
-         native={"torch": lambda: _torch_base()[0].expand(_N, _N)}),
-    Case("unaligned", "C-contiguous float32, 4 bytes past a 64-byte boundary", lambda: _base(offset=4),
-         lambda i: i.layout == "contiguous" and i.dtype == "float32" and not i.flags),
-    Case("big-endian", "big-endian float32 ('>f4')", lambda: _base(">f4"), lambda i: i.byteorder != "="),
-    Case("bfloat16", "bfloat16 (ml_dtypes in NumPy)", _bf16, lambda i: i.dtype == "bfloat16"),
-    Case("int64", "C-contiguous int64", lambda: _aligned_copy(_np().arange(_N * _N, dtype="int64").reshape(_N, _N) * (2**40 + 1)),
-         lambda i: i.dtype == "int64"),
-    Case("0-d", "0-d float64 array", lambda: _aligned_copy(_np().array(-0.0)), lambda i: i.shape == ()),
-    Case("requires_grad", "torch tensor with requires_grad=True", None,
-         lambda i: "requires_grad" in i.flags,
-         native={"torch": lambda: _torch_base().requires_grad_(True)}, native_only=True),
-    Case("conj", "torch complex64 tensor with the conjugate bit set", None,
-         lambda i: "conj" in i.flags,
-         native={"torch": lambda: _torch_base("complex64").conj()}, native_only=True),
-)
-
-
-# ------------------------------------------------------------------------------------------------
-# sources no plugin owns (``arrayferry matrix --sources``): each converted into every usable framework
 
 
 class _DLPackOnly:
@@ -270,18 +182,15 @@ def _source_cell(case: SourceCase, tgt: str, repeat: int) -> Row:
 
 
 def source_native_call(tgt: str) -> tuple[str, Callable[[Any], Any]] | None:
-    """The framework's own call that reads any object (a list, a buffer, a protocol object)."""
-    if tgt == "numpy":
-        return "np.asarray", _np().asarray
-    if tgt == "torch":
-        return "torch.asarray", _torch().asarray
-    if tgt == "jax":
-        return "jnp.asarray", _import("jax.numpy").asarray
-    if tgt == "dask":
-        return "da.asarray", _import("dask.array").asarray
-    if tgt == "pyarrow":
-        return "pa.array", _import("pyarrow").array
-    mod = sys.modules.get(tgt)
+    """The target framework's own call that reads any object no plugin owns (a list, a buffer, a
+    protocol object): its adapter's ``native_call("object", tgt)``, else the module's ``asarray``."""
+    from ._registry import registry
+
+    a = registry().adapter_named(tgt)
+    found = a.native_call("object", tgt)
+    if found is not None:
+        return found
+    mod = sys.modules.get(a.module)
     if mod is not None and hasattr(mod, "asarray"):
         return f"{tgt}.asarray", mod.asarray
     return None
@@ -292,45 +201,24 @@ def source_native_call(tgt: str) -> tuple[str, Callable[[Any], Any]] | None:
 
 
 def native_call(src: str, tgt: str) -> tuple[str, Callable[[Any], Any]] | None:
-    """The framework's own fastest call from ``src`` arrays to ``tgt``: ``(label, function)``."""
-    table: dict[tuple[str, str], tuple[str, Callable[[], Callable[[Any], Any]]]] = {
-        ("numpy", "torch"): ("torch.from_numpy", lambda: _torch().from_numpy),
-        ("torch", "numpy"): ("Tensor.numpy()", lambda: _torch().Tensor.numpy),
-        ("numpy", "jax"): ("jnp.asarray", lambda: sys.modules["jax"].numpy.asarray),
-        ("torch", "jax"): ("jax.dlpack.from_dlpack", lambda: _import("jax.dlpack").from_dlpack),
-        ("jax", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
-        ("numpy", "array_api_strict"): ("xs.asarray", lambda: _import("array_api_strict").asarray),
-        ("torch", "array_api_strict"): ("xs.from_dlpack", lambda: _import("array_api_strict").from_dlpack),
-        ("array_api_strict", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
-        ("numpy", "dask"): ("da.from_array", lambda: _import("dask.array").from_array),
-        ("torch", "dask"): ("da.from_array", lambda: _import("dask.array").from_array),
-        ("dask", "torch"): ("torch.from_numpy(x.compute())", lambda: lambda x: _torch().from_numpy(x.compute())),
-        ("cupy", "torch"): ("torch.from_dlpack", lambda: _torch().from_dlpack),
-        ("torch", "cupy"): ("cupy.from_dlpack", lambda: _import("cupy").from_dlpack),
-    }
-    if (src, tgt) in table:
-        label, make = table[(src, tgt)]
-        return label, make()
-    if tgt == "numpy":
-        return "np.asarray", _np().asarray
-    if tgt == "torch":
-        return "torch.from_dlpack", _torch().from_dlpack
-    if tgt == "jax":
-        return "jnp.asarray", _import("jax.numpy").asarray
-    if tgt == "dask":
-        return "da.from_array", _import("dask.array").from_array
-    mod = sys.modules.get(tgt)
+    """The framework's own fastest call from ``src`` arrays to ``tgt``: ``(label, function)``.
+
+    Each adapter names its own (``Adapter.native_call``): the source's adapter is asked first,
+    then the target's; otherwise the target module's ``from_dlpack``, else its ``asarray``.
+    """
+    from ._registry import registry
+
+    reg = registry()
+    for name in (src, tgt):
+        found = reg.adapter_named(name).native_call(src, tgt)
+        if found is not None:
+            return found
+    mod = sys.modules.get(reg.adapter_named(tgt).module)
     if mod is not None and hasattr(mod, "from_dlpack"):
         return f"{tgt}.from_dlpack", mod.from_dlpack
     if mod is not None and hasattr(mod, "asarray"):
         return f"{tgt}.asarray", mod.asarray
     return None
-
-
-def _import(name: str) -> Any:
-    import importlib
-
-    return importlib.import_module(name)
 
 
 def _native_danger(src_info: Any, tgt: str, label: str) -> str | None:
@@ -462,8 +350,10 @@ def _build(case: Case, fw: str) -> tuple[Any, str | None]:
     try:
         if fw in case.native:
             x = case.native[fw]()
-        elif case.native_only or case.numpy is None:
-            return None, f"only {', '.join(case.native)} arrays have this state"
+        elif fw == case.source:
+            x = case.make()[0]
+        elif case.source != "numpy":
+            return None, f"only {case.source} arrays have this state"
         else:
             x = case.numpy()
             if fw != "numpy":

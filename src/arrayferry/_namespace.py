@@ -23,7 +23,6 @@ from ._device import Device
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._plan import Template
 
 __all__ = ["NamespaceAdapter", "is_namespace", "namespace_name"]
 
@@ -198,8 +197,9 @@ class NamespaceAdapter(Adapter):
         return self.ns.asarray(x, copy=True)
 
     # -- what the plan says --------------------------------------------------------------------
-    def plan_notes(self, t: Template) -> tuple[str, ...]:
-        """Which call makes the result, and why the plan may call it zero-copy (or not)."""
+    def plan_notes(self, t: Any) -> tuple[str, ...]:
+        """Which call makes the result, and why the plan may call it zero-copy (or not); ``t`` is the
+        plan's template (its ``steps``)."""
         calls = {s.name for s in t.steps}
         if "from_dlpack" in calls:
             f = "from_dlpack"

@@ -592,7 +592,7 @@ def build_template(
             refused.append((other, f"works at the same cost ({_describe_cost(osteps)}); "
                                    f"the {route} route is preferred into {tgt.name}"))
         else:
-            refused.append((other, f"works but costs more ({_describe_cost(osteps)})"))
+            refused.append((other, f"works but costs more ({_describe_cost(osteps)}{_copy_reasons(osteps)})"))
     if notes and kind_of(info.dtype) in "fc" and tdt != info.dtype and dtype is None:
         steps = [*steps, _warn_step(narrowing)]
     if tgt.immutable and copy is False and not info.readonly:
@@ -631,6 +631,13 @@ def _dtype_hint(src: str, dst: str) -> str:
 def _describe_cost(steps: list[Step]) -> str:
     n = sum(1 for s in steps if s.copies)
     return f"{n} copy step(s), {len(steps)} step(s)" if n else f"zero-copy in {len(steps)} step(s)"
+
+
+def _copy_reasons(steps: list[Step]) -> str:
+    """``": why each copy"`` for the copy steps a costlier route would take (a capability answer such
+    as "whether X exports read-only memory over DLPack is unknown" shows here), or ``""``."""
+    why = [s.description for s in steps if s.copies]
+    return ": " + "; ".join(why) if why else ""
 
 
 def _caller_stacklevel() -> int:

@@ -141,14 +141,13 @@ class Registry:
                 sig = attr
             self.pm.unregister(name=pname)
             known = ", ".join(sorted(n for n in specs if self.pm.hook.__dict__[n].spec is not None))
-            raise PluginError(
-                _validation_message(pname, plugin, hook, sig, f"no hook named {hook!r} is specified (known hooks: {known})")
-            )
+            rule = _REMOVED_HOOKS.get(hook) or f"no hook named {hook!r} is specified (known hooks: {known})"
+            raise PluginError(_validation_message(pname, plugin, hook, sig, rule))
         return pname
 
     def _collect(self) -> None:
         """Ask every plugin for its adapters, one plugin at a time so one failure stays local."""
-        from ._adapter import Adapter, check_routes
+        from ._adapter import Adapter, check_protocol
 
         adapters: dict[str, Adapter] = {}
         provider: dict[str, str] = {}
@@ -161,9 +160,7 @@ class Registry:
                 for a in got or ():
                     if not isinstance(a, Adapter):
                         raise TypeError(f"arrayferry_adapters returned {a!r}, not an arrayferry.Adapter")
-                    if not a.name or not a.module:
-                        raise TypeError(f"adapter {a!r} has no name or module")
-                    check_routes(a, pname)
+                    check_protocol(a, pname)
                     if a.name in adapters:
                         raise TypeError(
                             f"adapter name {a.name!r} is already provided by plugin {provider[a.name]!r}"
@@ -189,12 +186,20 @@ class Registry:
         self._names = names
         self.type_cache.clear()
         self.protocol_cache.clear()
-        for fn in self._listeners:
-            fn()
+        self.notify()
 
     def on_change(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` whenever the set of adapters changes (the planner clears its cache)."""
+        """Call ``fn`` whenever what plans are made from changes: the set of adapters, or a
+        capability answer overridden (the public API clears its plan cache)."""
         self._listeners.append(fn)
+
+    def notify(self) -> None:
+        """Tell every ``on_change`` listener that cached plans may be stale.
+
+        Lower layers that cannot import the plan cache (``_capabilities.override``) call this.
+        """
+        for fn in self._listeners:
+            fn()
 
     # -- public operations ---------------------------------------------------------------------
     def register(self, plugin: Any, name: str | None = None) -> str:
@@ -342,34 +347,32 @@ class Registry:
         return a
 
     def parse_device(self, obj: Any) -> Device | None:
+        """A framework's device object as a ``Device``: the first adapter whose ``parse_device``
+        knows it (only adapters whose module is imported: such an object cannot exist otherwise)."""
         for a in self.adapters.values():
             if a.module in sys.modules:
                 d = a.parse_device(obj)
                 if d is not None:
                     return d
-        try:
-            result: Device | None = self.pm.hook.arrayferry_parse_device(obj=obj)
-        except Exception as exc:
-            raise PluginError(format_message(
-                f"A plugin raised in arrayferry_parse_device({obj!r}).", [repr(exc)],
-                hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
-            )) from exc
-        return result
+        return None
 
     def parse_dtype(self, obj: Any) -> str | None:
+        """A framework's dtype object as a canonical name: the first adapter's ``parse_dtype`` that knows it."""
         for a in self.adapters.values():
             if a.module in sys.modules:
                 d = a.parse_dtype(obj)
                 if d is not None:
                     return d
-        try:
-            result: str | None = self.pm.hook.arrayferry_parse_dtype(obj=obj)
-        except Exception as exc:
-            raise PluginError(format_message(
-                f"A plugin raised in arrayferry_parse_dtype({obj!r}).", [repr(exc)],
-                hint="fix or uninstall that plugin (arrayferry info lists plugins); hooks return None for objects they do not know",
-            )) from exc
-        return result
+        return None
+
+
+#: Hooks arrayferry no longer calls, and what does their job now (one extension mechanism per job).
+_REMOVED_HOOKS = {
+    "arrayferry_parse_device": "the hook 'arrayferry_parse_device' was removed (one extension mechanism per job): a framework's "
+    "device objects are read by its adapter's parse_device(obj) method",
+    "arrayferry_parse_dtype": "the hook 'arrayferry_parse_dtype' was removed (one extension mechanism per job): a framework's "
+    "dtype objects are read by its adapter's parse_dtype(obj) method",
+}
 
 
 def _protocol_names() -> frozenset[str]:

@@ -104,6 +104,7 @@ class CupyAdapter(Adapter):
     cai_import = True
     #: CuPy holds no host memory: a host array goes to the current CUDA device by default.
     home_device = Device("cuda")
+    array_api_namespace = "array_api_compat.cupy"
 
     # -- identity ----------------------------------------------------------------------------
     def version(self) -> str | None:

@@ -79,6 +79,14 @@ class NumpyAdapter(Adapter):
     dlpack_export = True
     dlpack_import = True
     priority = 0
+    array_api_namespace = "array_api_compat.numpy"
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if target == "numpy":
+            import numpy as np
+
+            return "np.asarray", np.asarray
+        return None
 
     def owns(self, tp: type) -> bool:
         np = sys.modules["numpy"]

@@ -92,6 +92,19 @@ class TorchAdapter(Adapter):
                          "False: it does not (detached); shares memory as without the option",
     })
     target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({"requires_grad": (True, False)})
+    array_api_namespace = "array_api_compat.torch"
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        torch = _torch()
+        if target == "torch":
+            if source == "numpy":
+                return "torch.from_numpy", torch.from_numpy
+            if source == "object":  # a list, a buffer, a protocol object
+                return "torch.asarray", torch.asarray
+            return "torch.from_dlpack", torch.from_dlpack
+        if target == "numpy":
+            return "Tensor.numpy()", torch.Tensor.numpy
+        return None
 
     # -- detection -------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:

@@ -110,6 +110,7 @@ class ArrayApiStrictAdapter(Adapter):
     dlpack_export = True
     dlpack_import = True
     priority = 0
+    array_api_namespace = _MODULE
 
     def __init__(self) -> None:
         self._array_type: type | None = None
@@ -117,6 +118,13 @@ class ArrayApiStrictAdapter(Adapter):
         self._af_to_dev: dict[Device, Any] | None = None
         self._dtypes: dict[Device, dict[str, Any]] = {}
         self._dtype_names: dict[Any, str] | None = None
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if target == self.name and source in ("numpy", "object"):
+            return "xs.asarray", _xs().asarray
+        if target == self.name and source == "torch":
+            return "xs.from_dlpack", _xs().from_dlpack
+        return None
 
     # -- framework facts (computed once, only after array_api_strict is imported) ----------
     def _array_cls(self) -> type:

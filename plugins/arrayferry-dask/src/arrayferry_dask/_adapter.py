@@ -141,6 +141,20 @@ class DaskAdapter(Adapter):
     target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({
         "chunks": ((2, 2), 2, "auto", -1, {0: 1}),
     })
+    array_api_namespace = "array_api_compat.dask.array"
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if target == "dask":
+            import dask.array as da
+
+            if source == "object":  # a list, a buffer, a protocol object
+                return "da.asarray", da.asarray
+            return "da.from_array", da.from_array
+        if target == "torch":  # torch cannot read a Dask array: compute it first
+            import torch
+
+            return "torch.from_numpy(x.compute())", lambda x: torch.from_numpy(x.compute())
+        return None
 
     # -- detection ---------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:

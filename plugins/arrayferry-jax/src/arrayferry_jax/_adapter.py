@@ -112,9 +112,22 @@ class JaxAdapter(Adapter):
     dlpack_import = True
     priority = 0
     refines = True  # zero-copy import depends on the source's alignment and on jax_enable_x64
+    array_api_namespace = "jax.numpy"
+    dlpack_consumer = "jax.dlpack:from_dlpack"
 
     def __init__(self) -> None:
         self._jdev_cache: dict[Device, Any] = {}
+
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if target != "jax":
+            return None
+        if source == "torch":
+            import jax.dlpack
+
+            return "jax.dlpack.from_dlpack", jax.dlpack.from_dlpack
+        import jax.numpy as jnp
+
+        return "jnp.asarray", jnp.asarray
 
     # -- detection -------------------------------------------------------------------------
     def owns(self, tp: type) -> bool:

@@ -311,6 +311,13 @@ class ArrowAdapter(Adapter):
     refines = True  # only to refuse 0-d booleans at planning time (see refine_key)
 
     # -- detection -------------------------------------------------------------------------
+    def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
+        if target == self.name:
+            import pyarrow as pa
+
+            return "pa.array", pa.array  # reads 1-D sequences and arrays (not N-d, not DLPack)
+        return None
+
     def owns(self, tp: type) -> bool:
         pa = _pa()
         return issubclass(tp, (pa.Array, pa.ChunkedArray, pa.Tensor))
