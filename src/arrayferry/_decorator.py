@@ -209,6 +209,9 @@ def accepts(
         # The fast path: every argument positional, each converted one an array or a non-array
         # leaf, one source framework; arrays go through one pre-bound converter, results back
         # through one per (framework, device) of the caller. Anything else takes enter() above.
+        from ._api import _TYPES, adapter_device_of, converter
+        from ._tree import _ARRAY, _KINDS, _LEAF, _kind, convert_tree
+
         params = list(sig.parameters.values())
         plain = 0
         for prm in params:
@@ -224,13 +227,8 @@ def accepts(
         def fast_enter(a: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any], Any] | None:
             """The converted arguments, the namespace keyword if any, and the caller; ``None`` when
             this call needs enter()."""
-            from ._api import _TYPES
-            from ._tree import _ARRAY, _KINDS, _LEAF, _kind
-
             conv = state.get("in")
             if conv is None:
-                from ._api import converter
-
                 conv = state["in"] = converter(target, device=device, copy=copy, stream=stream)
             new = list(a)
             caller: Any = None
@@ -263,19 +261,12 @@ def accepts(
         def back(result: Any, caller: Any) -> Any:
             if caller is None or not convert_results:
                 return result
-            from ._api import adapter_device_of
-            from ._tree import convert_tree
-
             src, x = caller
             dev = adapter_device_of(src, x)
-            from ._api import _TYPES
-
             if _TYPES.get(type(result)) is not None:  # one array: the pre-bound converter back
                 key = (src, dev)
                 conv = backs.get(key)
                 if conv is None:
-                    from ._api import converter
-
                     conv = backs[key] = converter(src.name, device=dev, stream=stream)
                 try:
                     return conv(result)
