@@ -59,7 +59,17 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from ._adapter import Adapter, ArrayInfo, Step, identity
-    from ._api import FrameworkInfo, clear_cache, convert, converter, device_of, export_dlpack, framework_of, frameworks, plan
+    from ._api import (
+        FrameworkInfo,
+        clear_cache,
+        convert,
+        converter,
+        device_of,
+        export_dlpack,
+        framework_of,
+        frameworks,
+        plan,
+    )
     from ._decorator import accepts, namespace_for
     from ._device import Device
     from ._dtypes import CANONICAL as CANONICAL_DTYPES

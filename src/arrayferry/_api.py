@@ -49,20 +49,28 @@ _TEMPLATES: dict[tuple[Hashable, Adapter, Hashable], Callable[[Any], Template]] 
 _count = 0  # runs cached, all options keys together (bounded by _MAX_PLANS)
 
 
+class _Options(tuple):  # type: ignore[type-arg]
+    """An options key with options (so that no ``to`` can be mistaken for one)."""
+
+    __slots__ = ()
+
+
 def options_key(to: Any, device: Any = None, dtype: Any = None, copy: bool | None = None,
                 casting: str | None = None) -> Hashable:
     """The plan-cache key of a target and its options: ``to`` itself when every option is the
     default (``convert``'s hot path relies on that), else a tuple. The CUDA stream is not part of
     it (it changes where work runs, not the plan). The one place a new option joins the key."""
-    if device is None and dtype is None and copy is None and casting is None:
-        return to
-    return (to, device, dtype, copy, casting)
+    key: Hashable = to
+    if device is not None or dtype is not None or copy is not None or casting is not None:
+        key = _Options((to, device, dtype, copy, casting))
+    return key
 
 
 def _options(okey: Hashable) -> tuple[Any, Any, Any, bool | None, str | None]:
     """The options an :func:`options_key` stands for: ``(to, device, dtype, copy, casting)``."""
-    if type(okey) is tuple:
-        return okey  # type: ignore[return-value]
+    if type(okey) is _Options:
+        to, device, dtype, copy, casting = okey
+        return to, device, dtype, copy, casting
     return (okey, None, None, None, None)
 
 

@@ -228,7 +228,7 @@ def accepts(
             """The converted arguments, the namespace keyword if any, and the caller; ``None`` when
             this call needs enter()."""
             conv = state.get("in")
-            if conv is None:
+            if conv is None:  # made on first call: decorating never loads the plugins
                 conv = state["in"] = converter(target, device=device, copy=copy, stream=stream)
             new = list(a)
             caller: Any = None
@@ -262,12 +262,20 @@ def accepts(
             if caller is None or not convert_results:
                 return result
             src, x = caller
-            dev = adapter_device_of(src, x)
+            try:
+                dev = src.device_of(x)
+            except Exception:  # worded as device_of words it
+                dev = adapter_device_of(src, x)
             if _TYPES.get(type(result)) is not None:  # one array: the pre-bound converter back
-                key = (src, dev)
-                conv = backs.get(key)
-                if conv is None:
-                    conv = backs[key] = converter(src.name, device=dev, stream=stream)
+                last = state.get("back")
+                if last is not None and last[0] is src and last[1] is dev:  # host adapters return one Device object
+                    conv = last[2]
+                else:
+                    key = (src, dev)
+                    conv = backs.get(key)
+                    if conv is None:
+                        conv = backs[key] = converter(src.name, device=dev, stream=stream)
+                    state["back"] = (src, dev, conv)
                 try:
                     return conv(result)
                 except ArrayFerryError:
@@ -341,7 +349,11 @@ def accepts(
 
             @functools.wraps(fn)
             def sync_wrapper(*a: Any, **kw: Any) -> Any:
-                args, kwargs, caller = call_args(a, kw)
+                got = fast_enter(a) if fast_ok and not kw and len(a) <= plain else None
+                if got is None:
+                    bound, caller = enter(a, kw)
+                    got = bound.args, bound.kwargs, caller
+                args, kwargs, caller = got
                 return back(fn(*args, **kwargs), caller)
 
             wrapper = sync_wrapper

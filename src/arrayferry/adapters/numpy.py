@@ -107,7 +107,6 @@ class NumpyAdapter(Adapter):
                 _odd_strides(self, x, n))
 
     def describe(self, x: Any) -> ArrayInfo:
-        np = sys.modules["numpy"]
         flags = x.flags.num
         dt = x.dtype
         if flags & _ALIGNED and dt.kind == "c":
