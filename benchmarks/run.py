@@ -441,6 +441,15 @@ def environment() -> dict[str, Any]:
         "arrayferry": af.__version__,
         "numpy": np.__version__,
     }
+    try:  # the CPU's model name, where Linux says it
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                env["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if hasattr(os, "getloadavg"):  # other work on the machine while the run started
+        env["loadavg"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     try:
         import torch
 
@@ -461,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
 
     env = environment()
+    env["command"] = " ".join(["python benchmarks/run.py", *(["--quick"] if args.quick else []),
+                               *(["--only", args.only] if args.only else [])])
     print("arrayferry benchmarks  " + ", ".join(f"{k}={v}" for k, v in env.items()))
     results: dict[str, list[Result]] = {}
     errors: dict[str, str] = {}

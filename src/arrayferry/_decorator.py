@@ -210,7 +210,7 @@ def accepts(
         # leaf, one source framework; arrays go through one pre-bound converter, results back
         # through one per (framework, device) of the caller. Anything else takes enter() above.
         from ._api import _TYPES, adapter_device_of, converter
-        from ._tree import _ARRAY, _KINDS, _LEAF, _kind, convert_tree
+        from ._tree import _CUSTOM, _KINDS, _LEAF, _kind, convert_tree
 
         params = list(sig.parameters.values())
         plain = 0
@@ -224,7 +224,9 @@ def accepts(
         state: dict[str, Any] = {}
         backs: dict[tuple[Any, Any], Callable[[Any], Any]] = {}
 
-        def fast_enter(a: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any], Any] | None:
+        no_kw: dict[str, Any] = {}
+
+        def fast_enter(a: tuple[Any, ...]) -> tuple[list[Any], dict[str, Any], Any] | None:
             """The converted arguments, the namespace keyword if any, and the caller; ``None`` when
             this call needs enter()."""
             conv = state.get("in")
@@ -234,17 +236,15 @@ def accepts(
             caller: Any = None
             src0: Any = None
             first_converted: Any = None
+            n = len(a)
             for i in conv_at:
-                if i >= len(a):
+                if i >= n:
                     break
                 v = a[i]
-                k = _KINDS.get(type(v)) or _kind(type(v))
-                if k == _LEAF:
-                    continue
-                if k != _ARRAY:
-                    return None
                 src = _TYPES.get(type(v))
-                if src is None:
+                if src is None or (_CUSTOM and type(v) in _CUSTOM):  # a leaf, or this call needs enter()
+                    if (_KINDS.get(type(v)) or _kind(type(v))) == _LEAF:
+                        continue
                     return None
                 if caller is None:
                     caller, src0 = (src, v), src
@@ -253,10 +253,9 @@ def accepts(
                 new[i] = y = conv(v)
                 if first_converted is None:
                     first_converted = y
-            kw: dict[str, Any] = {}
-            if wants_ns and ns_at >= len(a):
-                kw[namespace_arg] = namespace_for(target, first_converted)
-            return tuple(new), kw, caller
+            if wants_ns and ns_at >= n:
+                return new, {namespace_arg: namespace_for(target, first_converted)}, caller
+            return new, no_kw, caller
 
         def back(result: Any, caller: Any) -> Any:
             if caller is None or not convert_results:
@@ -282,7 +281,7 @@ def accepts(
                     pass  # worded by convert_tree below, as before
             return convert_tree(result, src.name, device=dev, stream=stream)
 
-        def call_args(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
+        def call_args(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, dict[str, Any], Any]:
             if fast_ok and not kw and len(a) <= plain:
                 got = fast_enter(a)
                 if got is not None:
