@@ -110,3 +110,23 @@ def test_main_block_renders_differences_and_the_tally(tmp_path: Path) -> None:
     assert "Not recorded yet: accepts, first_call, copies, import." in text
     assert text.endswith("<!-- bench:main:end -->\noutro\n")
     assert _run("--check", "--doc", str(doc), "--data", str(data)).returncode == 0
+
+
+def test_a_quick_run_records_and_renders(tmp_path: Path) -> None:
+    """The commands docs/benchmarks.md gives, end to end on a short run (figures not judged: speed
+    targets are checked by running the benchmarks, never by tests)."""
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "zero_copy,accepts",
+                          "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(out.read_text())
+    assert data["environment"]["command"] == "python benchmarks/run.py --quick --only zero_copy,accepts"
+    rows = data["results"]["zero_copy"] + data["results"]["accepts"]
+    assert len(rows) == 5 and all(isinstance(r["passed"], bool) and r["baseline"] > 0 for r in rows)
+    doc, record = tmp_path / "benchmarks.md", tmp_path / "record.json"
+    shutil.copy(ROOT / "docs" / "benchmarks.md", doc)
+    shutil.copy(ROOT / "docs" / "data" / "bench.json", record)
+    assert _run(str(out), "--doc", str(doc), "--data", str(record)).returncode == 0
+    main = doc.read_text().split("<!-- bench:main:begin -->")[1].split("<!-- bench:main:end -->")[0]
+    assert data["environment"]["date"] in main and "--quick --only zero_copy,accepts" in main
+    assert _run("--check", "--doc", str(doc), "--data", str(record)).returncode == 0

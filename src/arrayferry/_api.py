@@ -344,6 +344,20 @@ def _uncached(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None, casti
     return run_template(_template(x, src, to, device, dtype, copy, casting)[0], x)
 
 
+@overload
+def converter(to: Literal["numpy", "np"], *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None) -> Callable[[Any], numpy.typing.NDArray[Any]]: ...
+@overload
+def converter(to: Literal["torch", "pytorch", "pt"], *, device: Any = None, dtype: Any = None,
+              copy: bool | None = None, stream: Any = None, casting: str | None = None) -> Callable[[Any], torch.Tensor]: ...
+@overload
+def converter(to: Literal["jax"], *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None) -> Callable[[Any], jax.Array]: ...
+@overload
+def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None) -> Callable[[Any], Any]: ...
+
+
 def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
               stream: Any = None, casting: str | None = None) -> Callable[[Any], Any]:
     """A function converting one array to ``to`` with these options: ``converter(to, ...)(x)`` is

@@ -265,7 +265,8 @@ def accepts(
                 dev = src.device_of(x)
             except Exception:  # worded as device_of words it
                 dev = adapter_device_of(src, x)
-            if _TYPES.get(type(result)) is not None:  # one array: the pre-bound converter back
+            if _TYPES.get(type(result)) is not None and not (_CUSTOM and type(result) in _CUSTOM):
+                # one array: the pre-bound converter back (convert_tree of an array is that call)
                 last = state.get("back")
                 if last is not None and last[0] is src and last[1] is dev:  # host adapters return one Device object
                     conv = last[2]
@@ -275,10 +276,7 @@ def accepts(
                     if conv is None:
                         conv = backs[key] = converter(src.name, device=dev, stream=stream)
                     state["back"] = (src, dev, conv)
-                try:
-                    return conv(result)
-                except ArrayFerryError:
-                    pass  # worded by convert_tree below, as before
+                return conv(result)
             return convert_tree(result, src.name, device=dev, stream=stream)
 
         def call_args(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, dict[str, Any], Any]:
@@ -351,7 +349,7 @@ def accepts(
                 got = fast_enter(a) if fast_ok and not kw and len(a) <= plain else None
                 if got is None:
                     bound, caller = enter(a, kw)
-                    got = bound.args, bound.kwargs, caller
+                    return back(fn(*bound.args, **bound.kwargs), caller)
                 args, kwargs, caller = got
                 return back(fn(*args, **kwargs), caller)
 
