@@ -380,7 +380,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
-DOC_GENERATORS = ["gen_hook_docs.py", "gen_cli_docs.py", "gen_versions_table.py"]
+DOC_GENERATORS = ["gen_hook_docs.py", "gen_cli_docs.py", "gen_versions_table.py", "gen_bench_docs.py"]
 
 
 @nox.session(python=PYTHON, default=False)

@@ -198,10 +198,10 @@ def test_stream_not_part_of_plan_cache(stream_probe: list[Any]) -> None:
 
     x = np.arange(3.0)
     af.convert(x, "streamprobe")
-    before = len(_api._PLANS)
+    before = _api.cache_size()
     for s in (1, 2, 0x9999):
         af.convert(x, "streamprobe", stream=s)
-    assert len(_api._PLANS) == before
+    assert _api.cache_size() == before
     assert [s.handle if s else None for s in stream_probe] == [None, 1, 2, 0x9999]
 
 

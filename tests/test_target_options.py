@@ -92,12 +92,12 @@ def test_options_key_the_plan_cache() -> None:
     af.clear_cache()
     x = _special()
     a = af.convert(x, "dask", chunks=(5, 5))
-    n = len(_api._PLANS)
+    n = _api.cache_size()
     b = af.convert(x, "dask", chunks=(5, 5))
-    assert len(_api._PLANS) == n  # the same plan, from the cache
-    assert any(isinstance(k, tuple) and k[-2:] == ((("chunks", (5, 5)),), (tuple,)) for k in _api._PLANS)
+    assert _api.cache_size() == n  # the same plan, from the cache
+    assert any(isinstance(k, tuple) and k[-2:] == ((("chunks", (5, 5)),), (tuple,)) for k in _api._CACHE)
     c = af.convert(x, "dask", chunks=(2, 5))
-    assert len(_api._PLANS) == n + 1
+    assert _api.cache_size() == n + 1
     d = af.convert(x, "dask")  # no option: chunks="auto", not the last ones asked for
     assert a.chunks == b.chunks == ((5, 5), (5, 5))
     assert c.chunks == ((2,) * 5, (5, 5))
@@ -107,11 +107,11 @@ def test_options_key_the_plan_cache() -> None:
 def test_unhashable_options_are_planned_every_time() -> None:
     af.clear_cache()
     x = _special()
-    n = len(_api._PLANS)
+    n = _api.cache_size()
     for chunks in ([5, 5], {0: 5}, [5, 5]):
         y = af.convert(x, "dask", chunks=chunks)
         assert y.chunks == da.from_array(x, chunks=chunks).chunks
-    assert len(_api._PLANS) == n
+    assert _api.cache_size() == n
 
 
 def test_a_cached_plan_checks_chunks_against_each_shape() -> None:

@@ -32,6 +32,9 @@ reveal_type(af.convert(x, target))
 reveal_type(af.convert_tree({"a": x}, "torch"))
 reveal_type(af.shares_memory(x, x))
 reveal_type(af.plan_tree([x], "torch"))
+reveal_type(af.converter("torch")(x))
+reveal_type(af.converter("np", copy=True)(x))
+reveal_type(af.converter(target))
 '''
 
 EXPECTED = [
@@ -44,6 +47,9 @@ EXPECTED = [
     r"Any",
     r"(builtins\.)?bool",
     r"arrayferry\._tree\.TreePlan",
+    r"torch\._tensor\.Tensor|torch\.Tensor",
+    r"numpy\.ndarray\[.*\]",
+    r"def \(Any\) -> Any",
 ]
 
 

@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "FrameworkInfo": "._api",
     "clear_cache": "._api",
     "convert": "._api",
+    "converter": "._api",
     "device_of": "._api",
     "export_dlpack": "._api",
     "framework_of": "._api",
@@ -60,7 +61,17 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from ._adapter import Adapter, ArrayInfo, Step, identity
-    from ._api import FrameworkInfo, clear_cache, convert, device_of, export_dlpack, framework_of, frameworks, plan
+    from ._api import (
+        FrameworkInfo,
+        clear_cache,
+        convert,
+        converter,
+        device_of,
+        export_dlpack,
+        framework_of,
+        frameworks,
+        plan,
+    )
     from ._decorator import accepts, namespace_for
     from ._device import Device
     from ._dtypes import CANONICAL as CANONICAL_DTYPES
@@ -94,6 +105,7 @@ __all__ = [
     "__version__",
     "clear_cache",
     "convert",
+    "converter",
     "export_dlpack",
     "device_of",
     "framework_of",

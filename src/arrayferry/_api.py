@@ -7,7 +7,7 @@ composed step functions. Hooks run only when a new signature is planned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
@@ -24,28 +24,259 @@ if TYPE_CHECKING:  # typing only: convert's overloads name each framework's arra
     import numpy.typing
     import torch
 
-__all__ = ["convert", "plan", "framework_of", "device_of", "frameworks", "FrameworkInfo", "clear_cache", "export_dlpack"]
+__all__ = ["convert", "converter", "plan", "framework_of", "device_of", "frameworks", "FrameworkInfo", "clear_cache", "export_dlpack"]
 
-_PLANS: dict[Hashable, Any] = {}  # key -> the composed steps (or a dispatcher for refining targets)
-_TEMPLATES: dict[Hashable, Template] = {}  # key -> its template, to word errors
 _TYPES: dict[type, Adapter] = {}
 _MAX_PLANS = 4096
 _hooked = False
 
+# ------------------------------------------------------------------------------------------------
+# The plan cache: the one place plans are looked up, created and blamed for failures.
+#
+#   _CACHE[options_key(to, ...)][type(x)] = (signature function, {signature: run}, source adapter)
+#   _TEMPLATES[(options key, source adapter, signature)] = y -> the Template that runs for y
+#
+# ``convert``, :func:`converter` (and through it ``convert_tree`` and ``@accepts``), ``plan_tree``
+# and refining targets all go through :func:`lookup`; ``convert`` and converters read the two inner
+# dicts inline (their hot path), and call :func:`lookup` on a miss. A *run* is the plan's composed
+# step function (``Template.run``), or for refining targets a dispatcher that plans once per
+# ``refine_key``. Failures of a cached run are worded by :func:`raise_failed` from its template.
+
+#: What one options key caches per source type: (signature function, {signature: run}, adapter).
+TypeEntry = tuple[Callable[[Any], Hashable], dict[Hashable, Callable[[Any], Any]], Adapter]
+
+_CACHE: dict[Hashable, dict[type, TypeEntry]] = {}
+_TEMPLATES: dict[tuple[Hashable, Adapter, Hashable], Callable[[Any], Template]] = {}
+_count = 0  # runs cached, all options keys together (bounded by _MAX_PLANS)
+
+
+class _Options(tuple):  # type: ignore[type-arg]
+    """An options key with options (so that no ``to`` can be mistaken for one)."""
+
+    __slots__ = ()
+
+
+def options_key(to: Any, device: Any = None, dtype: Any = None, copy: bool | None = None,
+                casting: str | None = None, options: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()) -> Hashable:
+    """The plan-cache key of a target and its options: ``to`` itself when every option is the
+    default (``convert``'s hot path relies on that), else a tuple. Target ``options`` join it
+    sorted, with their values' types (``1 == True`` hash alike, and ``requires_grad=1`` must not
+    find ``requires_grad=True``'s plan). The CUDA stream is not part of it (it changes where work
+    runs, not the plan). The one place a new option joins the key."""
+    key: Hashable = to
+    if device is not None or dtype is not None or copy is not None or casting is not None or options:
+        opts = tuple(sorted(options.items())) if isinstance(options, Mapping) else tuple(options)
+        key = _Options((to, device, dtype, copy, casting, opts, tuple(type(v) for _, v in opts)))
+    return key
+
+
+def _options(okey: Hashable) -> tuple[Any, Any, Any, bool | None, str | None, tuple[tuple[str, Any], ...]]:
+    """The options an :func:`options_key` stands for: ``(to, device, dtype, copy, casting, options)``."""
+    if type(okey) is _Options:
+        to, device, dtype, copy, casting, opts, _ = okey
+        return to, device, dtype, copy, casting, opts
+    return (okey, None, None, None, None, ())
+
+
+def _concrete(okey: Hashable) -> Hashable:
+    """``okey`` with an example array as ``to`` (``convert(x, to=y)``) replaced by its framework's
+    name and device: the cache never holds an array (torch tensors hash by identity, NumPy's not
+    at all). Checked on misses only; anything else comes back as it is."""
+    to, device, dtype, copy, casting, opts = _options(okey)
+    ex = _example_target(to, device)
+    if ex is None:
+        return okey
+    return options_key(ex[0], ex[1], dtype, copy, casting, opts)
+
+
+def _example_target(to: Any, device: Any) -> tuple[str, Any] | None:
+    """``(framework name, device)`` when ``to`` is an example array of a registered framework
+    (``device`` itself when given, else the example's device); ``None`` for anything else."""
+    if isinstance(to, (str, ModuleType)):
+        return None
+    a = registry().adapter_for_type(type(to))
+    if a is None or not (a.host_import or a.dlpack_import or a.cai_import):  # a source-only adapter is no target
+        return None
+    return a.name, adapter_device_of(a, to) if device is None else device
+
+
+def cache_size() -> int:
+    """How many plans (runs) the cache holds."""
+    return sum(len(te[1]) for types in _CACHE.values() for te in types.values())
+
 
 def clear_cache() -> None:
     """Forget every cached plan and type lookup (done automatically when plugins change)."""
-    _PLANS.clear()
+    global _count
+    for types in _CACHE.values():  # converters hold these dicts: empty them in place
+        types.clear()
+    if len(_CACHE) > _MAX_PLANS:  # many distinct options: forget them (converters keep their own)
+        _CACHE.clear()
     _TEMPLATES.clear()
     _TYPES.clear()
+    _count = 0
+
+
+def _hook() -> None:
+    global _hooked
+    if not _hooked:
+        registry().on_change(clear_cache)
+        _hooked = True
+
+
+def types_for(okey: Hashable) -> dict[type, TypeEntry]:
+    """The per-source-type dict of the options key ``okey`` (created empty when new).
+
+    :raises TypeError: ``okey`` is unhashable (a device or dtype object that cannot be hashed).
+    """
+    types = _CACHE.get(okey)
+    if types is None:
+        _hook()
+        types = _CACHE[okey] = {}
+    return types
+
+
+def lookup(okey: Hashable, x: Any, types: dict[type, TypeEntry] | None = None,
+           ) -> tuple[Callable[[Any], Any], Adapter, Hashable]:
+    """The cached run for converting ``x`` under ``okey``, planned on a miss: ``(run, source
+    adapter, signature)``. The slow half of the hot path: ``convert`` and converters read
+    ``types`` (default: ``types_for(okey)``) inline first and call this on a miss.
+
+    Options or a signature that cannot be hashed (a device or dtype object without ``__hash__``)
+    get a run that plans every time. An example array as the target (``to=y``) is looked up
+    under its framework's name and device (:func:`_concrete`), never under the array itself.
+    """
+    if types is None:
+        ckey = _concrete(okey)
+        if ckey is not okey:
+            via, src, sig = lookup(ckey, x)
+            return _worded(via, ckey, src, sig), src, sig
+    try:
+        if types is None:
+            types = types_for(okey)
+    except TypeError:
+        return _planning_run(okey), _TYPES.get(type(x)) or _source_adapter(x), None
+    te = types.get(type(x))
+    if te is None:
+        src = _TYPES.get(type(x)) or _source_adapter(x)
+        te = types[type(x)] = (src.signature, {}, src)
+    sigfn, runs, src = te
+    sig = sigfn(x)
+    try:
+        run = runs.get(sig)
+    except TypeError:
+        return _planning_run(okey), src, sig
+    if run is None:
+        if _count >= _MAX_PLANS:
+            clear_cache()
+            types[type(x)] = te  # runs was emptied in place
+        run = _new_entry(okey, src, sig, runs, x)
+    return run, src, sig
+
+
+def _worded(run: Callable[[Any], Any], okey: Hashable, src: Adapter, sig: Hashable) -> Callable[[Any], Any]:
+    """``run``, its foreign errors worded under ``okey`` (for callers that hold another key)."""
+
+    def worded(y: Any) -> Any:
+        try:
+            return run(y)
+        except ArrayFerryError:
+            raise
+        except Exception as exc:
+            raise_failed(okey, src, sig, exc, y)
+
+    return worded
+
+
+def _planning_run(okey: Hashable) -> Callable[[Any], Any]:
+    """A run that plans each array anew (for options or signatures that cannot be cached)."""
+    options = _options(okey)
+
+    def plan_each_time(y: Any) -> Any:
+        return _uncached(y, *options)
+
+    return plan_each_time
+
+
+def template_for(okey: Hashable, x: Any) -> tuple[Template, Adapter, Hashable]:
+    """The cached :class:`Template` that converts ``x`` under ``okey`` (planned on a miss), with
+    the source adapter and signature: what ``plan_tree`` reports and :func:`raise_failed` words."""
+    okey = _concrete(okey)
+    _, src, sig = lookup(okey, x)
+    try:
+        get_template = _TEMPLATES[(okey, src, sig)]
+    except TypeError:  # not cacheable: plan it
+        return _template(x, src, *_options(okey))[0], src, sig
+    return get_template(x), src, sig
+
+
+def _new_entry(okey: Hashable, src: Adapter, sig: Hashable, runs: dict[Hashable, Callable[[Any], Any]],
+               x: Any) -> Callable[[Any], Any]:
+    """Plan ``x`` and cache the run: the one place cache entries are created."""
+    global _count
+    to, device, dtype, copy, casting, opts = _options(okey)
+    tgt = registry().adapter_named(to)
+    run: Callable[[Any], Any]
+    get_template: Callable[[Any], Template]
+    if tgt.refines:
+        sub: dict[Hashable, Template] = {}
+
+        def get_template(y: Any) -> Template:
+            rk = tgt.refine_key(src, y)
+            t = sub.get(rk)
+            if t is None:
+                t = sub[rk] = _template(y, src, to, device, dtype, copy, casting, opts)[0]
+            return t
+
+        def refined(y: Any) -> Any:
+            t = get_template(y)
+            try:
+                return t.run(y)
+            except ArrayFerryError:
+                raise
+            except Exception as exc:
+                raise_failure(t, exc, y)
+
+        run = refined
+        get_template(x)  # plan now: an array that cannot be converted fails before it is cached
+    else:
+        t = _template(x, src, to, device, dtype, copy, casting, opts)[0]
+        run = t.run
+
+        def get_template(y: Any) -> Template:
+            return t
+
+    _TEMPLATES[(okey, src, sig)] = get_template
+    runs[sig] = run
+    _count += 1
+    return run
+
+
+def failed(okey: Hashable, src: Adapter, sig: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
+    """The error for a cached run (options key ``okey``, source ``src``, signature ``sig``) that
+    raised ``exc`` while running on ``x`` (described from ``x`` itself, not from the array the plan
+    was cached for): the one place such failures are worded."""
+    try:
+        get_template = _TEMPLATES.get((okey, src, sig))
+        if get_template is None:
+            return exc
+        t = get_template(x)
+    except Exception:
+        return exc
+    return failure(t, exc, x)
+
+
+def raise_failed(okey: Hashable, src: Adapter, sig: Hashable, exc: Exception, x: Any = _NOTHING) -> NoReturn:
+    """Raise :func:`failed`'s error (``exc`` itself, unchained, when it passes through)."""
+    err = failed(okey, src, sig, exc, x)
+    if err is exc:
+        raise exc
+    raise err from exc
 
 
 def _source_adapter(x: Any) -> Adapter:
-    global _hooked
     reg = registry()
-    if not _hooked:
-        reg.on_change(clear_cache)
-        _hooked = True
+    _hook()
     a = reg.adapter_for_type(type(x))
     if a is None:
         # objects no plugin owns, read through a protocol (lists, buffers, __dlpack__ ...): cached
@@ -154,134 +385,102 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         are planned on every call).
     :returns: the converted array. ``plan(x, ...)`` says how it will be done.
     """
-    if options:
-        return _convert_options(x, to, device, dtype, copy, stream, casting, options)
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
         with using_stream(parse_stream(stream)):
-            return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting)
-    src = _TYPES.get(type(x)) or _source_adapter(x)
-    key = (src, src.signature(x), to, device, dtype, copy, casting)
+            return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
+    # the hot path: options_key(to) is `to` itself for the default options; then two dict reads,
+    # the signature and one more dict read (see the plan cache above)
+    okey = (to if device is None and dtype is None and copy is None and casting is None and not options
+            else options_key(to, device, dtype, copy, casting, options))
     try:
-        ent = _PLANS[key]
-    except KeyError:
-        ent = _new_entry(x, src, key, to, device, dtype, copy, casting)
-    except TypeError:  # unhashable device/dtype object (or an example array): plan every time
-        return _unkeyed(x, src, to, device, dtype, copy, casting)
+        sigfn, runs, src = _CACHE[okey][type(x)]
+        sig = sigfn(x)
+        run = runs[sig]
+    except (KeyError, TypeError):  # a miss, or options/signature that cannot be hashed
+        run, src, sig = lookup(okey, x)
     try:
-        return ent(x)
+        return run(x)
     except ArrayFerryError:
         raise
     except Exception as exc:  # foreign errors: see _plan.failure
-        raise_failed(key, exc, x)
+        raise_failed(okey, src, sig, exc, x)
 
 
-def _convert_options(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None, stream: Any,
-                     casting: str | None, options: dict[str, Any]) -> Any:
-    """``convert`` with target options: keyed like ``convert``, plus the sorted options."""
-    if stream is not None:
-        from ._cuda import parse_stream, using_stream
-
-        with using_stream(parse_stream(stream)):
-            return _convert_options(x, to, device, dtype, copy, None, casting, options)
-    opts = tuple(sorted(options.items()))
+def _uncached(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None, casting: str | None,
+              opts: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """Convert without the cache (options or a signature that cannot be hashed)."""
     src = _TYPES.get(type(x)) or _source_adapter(x)
-    # the values' types too: 1 == True hash alike, and requires_grad=1 must not find requires_grad=True's plan
-    key = (src, src.signature(x), to, device, dtype, copy, casting, opts, tuple(type(v) for _, v in opts))
-    try:
-        ent = _PLANS[key]
-    except KeyError:
-        ent = _new_entry(x, src, key, to, device, dtype, copy, casting, opts)
-    except TypeError:  # an unhashable option (a list, a dict), device or dtype: plan every time
-        return _unkeyed(x, src, to, device, dtype, copy, casting, opts)
-    try:
-        return ent(x)
-    except ArrayFerryError:
-        raise
-    except Exception as exc:
-        raise_failed(key, exc, x)
-
-
-def _unkeyed(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool | None, casting: str | None,
-             opts: tuple[tuple[str, Any], ...] = ()) -> Any:
-    """Convert without the plan cache (an argument is unhashable); an example array as ``to``
-    (NumPy's are unhashable) goes back through the cache as its framework's name and device."""
-    ex = _example_target(to, device)
-    if ex is not None:
-        return convert(x, ex[0], device=ex[1], dtype=dtype, copy=copy, casting=casting, **dict(opts))
     return run_template(_template(x, src, to, device, dtype, copy, casting, opts)[0], x)
 
 
-def _example_target(to: Any, device: Any) -> tuple[str, Any] | None:
-    """``(framework name, device)`` when ``to`` is an example array of a registered framework
-    (``device`` itself when given, else the example's device); ``None`` for anything else."""
-    if isinstance(to, (str, ModuleType)):
-        return None
-    a = registry().adapter_for_type(type(to))
-    if a is None or not (a.host_import or a.dlpack_import or a.cai_import):  # a source-only adapter is no target
-        return None
-    return a.name, adapter_device_of(a, to) if device is None else device
+@overload
+def converter(to: Literal["numpy", "np"], *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None, **options: Any) -> Callable[[Any], numpy.typing.NDArray[Any]]: ...
+@overload
+def converter(to: Literal["torch", "pytorch", "pt"], *, device: Any = None, dtype: Any = None,
+              copy: bool | None = None, stream: Any = None, casting: str | None = None, **options: Any) -> Callable[[Any], torch.Tensor]: ...
+@overload
+def converter(to: Literal["jax"], *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None, **options: Any) -> Callable[[Any], jax.Array]: ...
+@overload
+def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None, **options: Any) -> Callable[[Any], Any]: ...
 
 
-def failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
-    """The error for a cached plan (``_PLANS[key]``) that raised ``exc`` while running on ``x``
-    (described from ``x`` itself, not from the array the plan was cached for)."""
-    t = _TEMPLATES.get(key)
-    if t is None:
-        return exc
-    return failure(t, exc, x)
+def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+              stream: Any = None, casting: str | None = None, **options: Any) -> Callable[[Any], Any]:
+    """A function converting one array to ``to`` with these options: ``converter(to, ...)(x)`` is
+    ``convert(x, to, ...)``, minus the work of reading the options on every call (for loops).
 
+    Same arguments as :func:`convert` (target options included); the target is checked now (an unknown one raises
+    :class:`UnknownFrameworkError` here). The converter shares :func:`convert`'s plan cache: each
+    array's signature (dtype, layout, flags, device, ...) picks its plan, so arrays of any kind
+    may be passed, and a new kind is planned on first sight, exactly as ``convert`` would.
 
-def raise_failed(key: Hashable, exc: Exception, x: Any = _NOTHING) -> NoReturn:
-    """Raise :func:`failed`'s error (``exc`` itself, unchained, when it passes through)."""
-    err = failed(key, exc, x)
-    if err is exc:
-        raise exc
-    raise err from exc
+    >>> to_torch = arrayferry.converter("torch")        # doctest: +SKIP
+    >>> tensors = [to_torch(a) for a in arrays]         # doctest: +SKIP
+    """
+    registry().adapter_named(to)
+    okey = _concrete(options_key(to, device, dtype, copy, casting, options))  # an example array: its name and device
+    try:
+        types = types_for(okey)
+    except TypeError:  # unhashable options: every call plans
+        def uncached(x: Any) -> Any:
+            return convert(x, to, device=device, dtype=dtype, copy=copy, stream=stream, casting=casting, **options)
 
+        return uncached
+    spec = None
+    if stream is not None:
+        from ._cuda import parse_stream
 
-def _new_entry(x: Any, src: Adapter, key: Hashable, to: Any, device: Any, dtype: Any, copy: bool | None,
-               casting: str | None = None, options: tuple[tuple[str, Any], ...] = ()) -> Any:
-    ex = _example_target(to, device)
-    if ex is not None:
-        # an example array as the target: never cached under a key that holds the array itself
-        # (torch tensors hash by identity): each call goes through the key of its name and device
-        name, dev = ex
-        opts = dict(options)
+        spec = parse_stream(stream)
 
-        def via_example(y: Any) -> Any:
-            return convert(y, name, device=dev, dtype=dtype, copy=copy, casting=casting, **opts)
+    def conv(x: Any) -> Any:
+        try:
+            sigfn, runs, src = types[type(x)]
+            sig = sigfn(x)
+            run = runs[sig]
+        except (KeyError, TypeError):
+            run, src, sig = lookup(okey, x, types)
+        try:
+            return run(x)
+        except ArrayFerryError:
+            raise
+        except Exception as exc:  # foreign errors: see _plan.failure
+            raise_failed(okey, src, sig, exc, x)
 
-        return via_example
-    tgt = registry().adapter_named(to)
-    ent: Callable[[Any], Any]
-    if tgt.refines:
-        sub: dict[Hashable, Template] = {}
+    if spec is None:
+        return conv
 
-        def refined(y: Any) -> Any:
-            rk = tgt.refine_key(src, y)
-            t = sub.get(rk)
-            if t is None:
-                t = sub[rk] = _template(y, src, to, device, dtype, copy, casting, options)[0]
-            try:
-                return t.run(y)
-            except ArrayFerryError:
-                raise
-            except Exception as exc:
-                raise_failure(t, exc, y)
+    def conv_on_stream(x: Any) -> Any:
+        from ._cuda import using_stream
 
-        ent = refined
-    else:
-        t, _ = _template(x, src, to, device, dtype, copy, casting, options)
-        ent = t.run
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
-        _TEMPLATES.clear()
-    if not tgt.refines:
-        _TEMPLATES[key] = t
-    _PLANS[key] = ent
-    return ent
+        with using_stream(spec):
+            return conv(x)
+
+    return conv_on_stream
 
 
 def plan(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,

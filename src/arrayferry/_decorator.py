@@ -83,15 +83,9 @@ def _skip_first(sig: inspect.Signature) -> str | None:
 
 def _first_array(value: Any, found: list[Any]) -> None:
     """Append every array leaf of ``value`` to ``found`` (tree order)."""
-    from ._tree import _ARRAY, _LEAF, _kind, _walk
+    from ._tree import leaves
 
-    k = _kind(type(value))
-    if k == _ARRAY:
-        found.append(value)
-    elif k != _LEAF:
-        leaves: list[tuple[str, Any]] = []
-        _walk(value, "", leaves, [], set())
-        found.extend(x for _, x in leaves)
+    found.extend(x for _, x in leaves(value)[0])
 
 
 def accepts(
@@ -213,22 +207,94 @@ def accepts(
                 arguments[namespace_arg] = namespace_for(target, first_converted)
             return bound, caller
 
+        # The fast path: every argument positional, each converted one an array or a non-array
+        # leaf, one source framework; arrays go through one pre-bound converter, results back
+        # through one per (framework, device) of the caller. Anything else takes enter() above.
+        from ._api import _TYPES, adapter_device_of, converter
+        from ._tree import _CUSTOM, _KINDS, _LEAF, _kind, convert_tree
+
+        params = list(sig.parameters.values())
+        plain = 0
+        for prm in params:
+            if prm.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+                break
+            plain += 1
+        conv_at = tuple(i for i, n in enumerate(names[:plain]) if n in conv_names)
+        ns_at = names.index(namespace_arg) if wants_ns else -1
+        fast_ok = like is None
+        state: dict[str, Any] = {}
+        backs: dict[tuple[Any, Any], Callable[[Any], Any]] = {}
+
+        no_kw: dict[str, Any] = {}
+
+        def fast_enter(a: tuple[Any, ...]) -> tuple[list[Any], dict[str, Any], Any] | None:
+            """The converted arguments, the namespace keyword if any, and the caller; ``None`` when
+            this call needs enter()."""
+            conv = state.get("in")
+            if conv is None:  # made on first call: decorating never loads the plugins
+                conv = state["in"] = converter(target, device=device, copy=copy, stream=stream, **opts)
+            new = list(a)
+            caller: Any = None
+            src0: Any = None
+            first_converted: Any = None
+            n = len(a)
+            for i in conv_at:
+                if i >= n:
+                    break
+                v = a[i]
+                src = _TYPES.get(type(v))
+                if src is None or (_CUSTOM and type(v) in _CUSTOM):  # a leaf, or this call needs enter()
+                    if (_KINDS.get(type(v)) or _kind(type(v))) == _LEAF:
+                        continue
+                    return None
+                if caller is None:
+                    caller, src0 = (src, v), src
+                elif src is not src0 and mixed == "error":
+                    return None
+                new[i] = y = conv(v)
+                if first_converted is None:
+                    first_converted = y
+            if wants_ns and ns_at >= n:
+                return new, {namespace_arg: namespace_for(target, first_converted)}, caller
+            return new, no_kw, caller
+
         def back(result: Any, caller: Any) -> Any:
             if caller is None or not convert_results:
                 return result
-            from ._api import adapter_device_of
-            from ._tree import convert_tree
-
             src, x = caller
-            return convert_tree(result, src.name, device=adapter_device_of(src, x), stream=stream)
+            try:
+                dev = src.device_of(x)
+            except Exception:  # worded as device_of words it
+                dev = adapter_device_of(src, x)
+            if _TYPES.get(type(result)) is not None and not (_CUSTOM and type(result) in _CUSTOM):
+                # one array: the pre-bound converter back (convert_tree of an array is that call)
+                last = state.get("back")
+                if last is not None and last[0] is src and last[1] is dev:  # host adapters return one Device object
+                    conv = last[2]
+                else:
+                    key = (src, dev)
+                    conv = backs.get(key)
+                    if conv is None:
+                        conv = backs[key] = converter(src.name, device=dev, stream=stream)
+                    state["back"] = (src, dev, conv)
+                return conv(result)
+            return convert_tree(result, src.name, device=dev, stream=stream)
+
+        def call_args(a: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, dict[str, Any], Any]:
+            if fast_ok and not kw and len(a) <= plain:
+                got = fast_enter(a)
+                if got is not None:
+                    return got
+            bound, caller = enter(a, kw)
+            return bound.args, bound.kwargs, caller
 
         wrapper: Callable[..., Any]
         if inspect.isasyncgenfunction(fn):
 
             @functools.wraps(fn)
             async def agen_wrapper(*a: Any, **kw: Any) -> Any:
-                bound, caller = enter(a, kw)
-                agen = fn(*bound.args, **bound.kwargs)
+                args, kwargs, caller = call_args(a, kw)
+                agen = fn(*args, **kwargs)
                 try:
                     value = await agen.__anext__()
                     while True:
@@ -250,16 +316,16 @@ def accepts(
 
             @functools.wraps(fn)
             async def async_wrapper(*a: Any, **kw: Any) -> Any:
-                bound, caller = enter(a, kw)
-                return back(await fn(*bound.args, **bound.kwargs), caller)
+                args, kwargs, caller = call_args(a, kw)
+                return back(await fn(*args, **kwargs), caller)
 
             wrapper = async_wrapper
         elif inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
             def gen_wrapper(*a: Any, **kw: Any) -> Any:
-                bound, caller = enter(a, kw)
-                gen = fn(*bound.args, **bound.kwargs)
+                args, kwargs, caller = call_args(a, kw)
+                gen = fn(*args, **kwargs)
                 try:
                     value = next(gen)
                     while True:
@@ -281,8 +347,12 @@ def accepts(
 
             @functools.wraps(fn)
             def sync_wrapper(*a: Any, **kw: Any) -> Any:
-                bound, caller = enter(a, kw)
-                return back(fn(*bound.args, **bound.kwargs), caller)
+                got = fast_enter(a) if fast_ok and not kw and len(a) <= plain else None
+                if got is None:
+                    bound, caller = enter(a, kw)
+                    return back(fn(*bound.args, **bound.kwargs), caller)
+                args, kwargs, caller = got
+                return back(fn(*args, **kwargs), caller)
 
             wrapper = sync_wrapper
 

@@ -126,20 +126,21 @@ class Registry:
                 )
             ) from exc
         assert pname is not None
-        specs = {n for n in dir(self.pm.hook) if n.startswith("arrayferry_")}
-        for attr in dir(plugin):
-            opts = self.pm.parse_hookimpl_opts(plugin, attr)
-            if opts is None:
+        # the hooks pluggy found on the plugin (it walked the plugin's attributes once already:
+        # walking them again costs milliseconds on the first conversion); one without a spec is
+        # a name no hookspec declares
+        for caller in self.pm.get_hookcallers(plugin) or ():
+            if caller.spec is not None:
                 continue
-            hook = opts.get("specname") or attr
-            if hook in specs and self.pm.hook.__dict__[hook].spec is not None:
-                continue
-            fn = getattr(plugin, attr)
+            hook = caller.name
+            fn = next((i.function for i in caller.get_hookimpls() if i.plugin is plugin), None)
+            attr = getattr(fn, "__name__", hook)
             try:
-                sig = f"{attr}({', '.join(inspect.signature(fn).parameters)})"
+                sig = f"{attr}({', '.join(inspect.signature(fn).parameters)})" if fn is not None else attr
             except (TypeError, ValueError):
                 sig = attr
             self.pm.unregister(name=pname)
+            specs = {n for n in dir(self.pm.hook) if n.startswith("arrayferry_")}
             known = ", ".join(sorted(n for n in specs if self.pm.hook.__dict__[n].spec is not None))
             rule = _REMOVED_HOOKS.get(hook) or f"no hook named {hook!r} is specified (known hooks: {known})"
             raise PluginError(_validation_message(pname, plugin, hook, sig, rule))

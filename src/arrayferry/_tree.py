@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy as _copy
 import dataclasses
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,132 @@ def _fail(exc: BaseException, seg: str) -> _Failed:
     return _Failed(exc, [seg])
 
 
+# ------------------------------------------------------------------------------------------------
+# The walker: one flatten/unflatten pair per container kind, used by convert_tree (``_map``), by
+# plan_tree and @accepts (``leaves``, with paths).
+#
+#   flatten(node) -> (children: list, aux)      unflatten(node, aux, new_children) -> new node
+#   segment(aux, i) -> the path segment of child i ("[0]", "['key']", ".field")
+
+
+def _flatten_dict(node: dict[Any, Any]) -> tuple[list[Any], Any]:
+    return list(node.values()), list(node)
+
+
+def _unflatten_dict(node: dict[Any, Any], keys: list[Any], out: list[Any]) -> Any:
+    new = dict(zip(keys, out, strict=True))
+    if type(node) is dict:
+        return new
+    if isinstance(node, defaultdict):
+        return defaultdict(node.default_factory, new)
+    if isinstance(node, OrderedDict) and type(node) is OrderedDict:
+        return OrderedDict(new)
+    rebuilt = _copy.copy(node)
+    rebuilt.update(new)
+    return rebuilt
+
+
+def _flatten_seq(node: Sequence[Any]) -> tuple[Sequence[Any], Any]:
+    return node, None
+
+
+def _unflatten_list(node: list[Any], aux: Any, out: list[Any]) -> Any:
+    if type(node) is list:
+        return out
+    new = _copy.copy(node)
+    new[:] = out
+    return new
+
+
+def _unflatten_tuple(node: tuple[Any, ...], aux: Any, out: list[Any]) -> Any:
+    return tuple(out)
+
+
+def _unflatten_tuplesub(node: tuple[Any, ...], aux: Any, out: list[Any]) -> Any:
+    return type(node)(out)
+
+
+def _flatten_namedtuple(node: Any) -> tuple[list[Any], Any]:
+    return list(node), node._fields
+
+
+def _unflatten_namedtuple(node: Any, aux: Any, out: list[Any]) -> Any:
+    return type(node)(*out)
+
+
+def _flatten_dataclass(node: Any) -> tuple[list[Any], Any]:
+    fields = [f for f in dataclasses.fields(node) if hasattr(node, f.name)]
+    return [getattr(node, f.name) for f in fields], [(f.name, f.init) for f in fields]
+
+
+def _unflatten_dataclass(node: Any, aux: list[tuple[str, bool]], out: list[Any]) -> Any:
+    init = {name: v for (name, is_init), v in zip(aux, out, strict=True) if is_init}
+    late = {name: v for (name, is_init), v in zip(aux, out, strict=True) if not is_init}
+    try:
+        new = dataclasses.replace(node, **init)
+    except (TypeError, ValueError):  # e.g. an InitVar without default: rebuild field by field
+        new = _copy.copy(node)
+        late = {**init, **late}
+    for name, v in late.items():
+        object.__setattr__(new, name, v)  # init=False fields; works on frozen dataclasses too
+    return new
+
+
+def _flatten_custom(node: Any) -> tuple[list[Any], Any]:
+    children, aux = _CUSTOM[type(node)][0](node)
+    if isinstance(children, Mapping):
+        return list(children.values()), (list(children), aux)
+    return list(children), (None, aux)
+
+
+def _unflatten_custom(node: Any, aux: Any, out: list[Any]) -> Any:
+    keys, user_aux = aux
+    unflatten = _CUSTOM[type(node)][1]
+    if keys is not None:
+        return unflatten(user_aux, dict(zip(keys, out, strict=True)))
+    return unflatten(user_aux, out)
+
+
+def _seg_index(aux: Any, i: int) -> str:
+    return f"[{i}]"
+
+
+def _seg_key(keys: list[Any], i: int) -> str:
+    return f"[{keys[i]!r}]"
+
+
+def _seg_field(fields: Sequence[Any], i: int) -> str:
+    f = fields[i]
+    return f".{f if isinstance(f, str) else f[0]}"
+
+
+def _seg_custom(aux: Any, i: int) -> str:
+    return f"[{i}]" if aux[0] is None else f"[{aux[0][i]!r}]"
+
+
+_Kind = tuple[Callable[[Any], "tuple[Sequence[Any], Any]"], Callable[[Any, Any, list[Any]], Any], Callable[[Any, int], str]]
+
+#: container kind -> (flatten, unflatten, segment)
+_WALK: dict[str, _Kind] = {
+    "dict": (_flatten_dict, _unflatten_dict, _seg_key),
+    "dictsub": (_flatten_dict, _unflatten_dict, _seg_key),
+    "list": (_flatten_seq, _unflatten_list, _seg_index),
+    "listsub": (_flatten_seq, _unflatten_list, _seg_index),
+    "tuple": (_flatten_seq, _unflatten_tuple, _seg_index),
+    "tuplesub": (_flatten_seq, _unflatten_tuplesub, _seg_index),
+    "namedtuple": (_flatten_namedtuple, _unflatten_namedtuple, _seg_field),
+    "dataclass": (_flatten_dataclass, _unflatten_dataclass, _seg_field),
+    "custom": (_flatten_custom, _unflatten_custom, _seg_custom),
+}
+
+
+def _cycle(node: Any, path: str | None = None) -> ArrayFerryError:
+    where = f"at {path or '(root)'}" if path is not None else f"(a {type(node).__qualname__} that is its own descendant)"
+    return ArrayFerryError(format_message(
+        f"The tree contains itself {where}.",
+        hint="convert_tree walks trees, not graphs with cycles; break the cycle first"))
+
+
 def _map(node: Any, fn: Callable[[Any], Any], active: set[int]) -> Any:
     """Rebuild ``node`` with ``fn`` applied to every array leaf."""
     k = _KINDS.get(type(node)) or _kind(type(node))
@@ -138,170 +264,73 @@ def _map(node: Any, fn: Callable[[Any], Any], active: set[int]) -> Any:
         return node
     nid = id(node)
     if nid in active:
-        raise ArrayFerryError(format_message(
-            f"The tree contains itself (a {type(node).__qualname__} that is its own descendant).",
-            hint="convert_tree walks trees, not graphs with cycles; break the cycle first"))
+        raise _cycle(node)
     active.add(nid)
+    kinds = _KINDS
     try:
-        return _HANDLERS[k](node, fn, active)
+        if k == "dict":  # _WALK["dict"] unrolled, for speed: the commonest container
+            new: dict[Any, Any] = {}
+            key: Any = None
+            try:
+                for key, v in node.items():
+                    kv = kinds.get(type(v))
+                    new[key] = fn(v) if kv == _ARRAY else v if kv == _LEAF else _map(v, fn, active)
+            except Exception as exc:
+                raise _fail(exc, f"[{key!r}]") from None
+            return new
+        flatten, unflatten, segment = _WALK[k]
+        children, aux = flatten(node)
+        out: list[Any] = []
+        append = out.append
+        try:
+            for v in children:
+                kv = kinds.get(type(v))
+                append(fn(v) if kv == _ARRAY else v if kv == _LEAF else _map(v, fn, active))
+        except Exception as exc:
+            raise _fail(exc, segment(aux, len(out))) from None
+        return unflatten(node, aux, out)
     finally:
         active.discard(nid)
 
 
-def _map_dict(node: dict[Any, Any], fn: Callable[[Any], Any], active: set[int]) -> Any:
-    out = {}
-    key: Any = None
-    kinds = _KINDS
+def leaves(tree: Any) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The ``(path, array)`` pairs of ``tree`` in the order :func:`convert_tree` visits them,
+    and the paths of the non-array leaves."""
+    found: list[tuple[str, Any]] = []
+    kept: list[str] = []
+    _leaves(tree, "", found, kept, set())
+    return found, kept
+
+
+def _leaves(node: Any, path: str, out: list[tuple[str, Any]], kept: list[str], active: set[int]) -> None:
+    k = _KINDS.get(type(node)) or _kind(type(node))
+    if k == _ARRAY:
+        out.append((path, node))
+        return
+    if k == _LEAF:
+        kept.append(path)
+        return
+    if id(node) in active:
+        raise _cycle(node, path)
+    active.add(id(node))
     try:
-        for key, v in node.items():
-            out[key] = fn(v) if kinds.get(type(v)) == _ARRAY else _map(v, fn, active)
-    except Exception as exc:
-        raise _fail(exc, f"[{key!r}]") from None
-    if type(node) is dict:
-        return out
-    if isinstance(node, defaultdict):
-        return defaultdict(node.default_factory, out)
-    if isinstance(node, OrderedDict) and type(node) is OrderedDict:
-        return OrderedDict(out)
-    new = _copy.copy(node)
-    new.update(out)
-    return new
+        flatten, _, segment = _WALK[k]
+        children, aux = flatten(node)
+        for i, v in enumerate(children):
+            _leaves(v, path + segment(aux, i), out, kept, active)
+    finally:
+        active.discard(id(node))
 
 
-def _map_list(node: list[Any], fn: Callable[[Any], Any], active: set[int]) -> Any:
-    out = _map_seq(node, fn, active)
-    if type(node) is list:
-        return out
-    new = _copy.copy(node)
-    new[:] = out
-    return new
-
-
-def _map_seq(node: Sequence[Any], fn: Callable[[Any], Any], active: set[int]) -> list[Any]:
-    out = []
-    kinds = _KINDS
-    try:
-        for v in node:
-            out.append(fn(v) if kinds.get(type(v)) == _ARRAY else _map(v, fn, active))
-    except Exception as exc:
-        raise _fail(exc, f"[{len(out)}]") from None
-    return out
-
-
-def _map_tuple(node: tuple[Any, ...], fn: Callable[[Any], Any], active: set[int]) -> Any:
-    return tuple(_map_seq(node, fn, active))
-
-
-def _map_tuplesub(node: tuple[Any, ...], fn: Callable[[Any], Any], active: set[int]) -> Any:
-    return type(node)(_map_seq(node, fn, active))
-
-
-def _map_namedtuple(node: Any, fn: Callable[[Any], Any], active: set[int]) -> Any:
-    out = []
-    name = ""
-    try:
-        for name in node._fields:
-            out.append(_map(getattr(node, name), fn, active))
-    except Exception as exc:
-        raise _fail(exc, f".{name}") from None
-    return type(node)(*out)
-
-
-def _map_dataclass(node: Any, fn: Callable[[Any], Any], active: set[int]) -> Any:
-    init: dict[str, Any] = {}
-    late: dict[str, Any] = {}
-    name = ""
-    try:
-        for f in dataclasses.fields(node):
-            name = f.name
-            if not hasattr(node, name):
-                continue
-            new = _map(getattr(node, name), fn, active)
-            (init if f.init else late)[name] = new
-    except Exception as exc:
-        raise _fail(exc, f".{name}") from None
-    try:
-        out = dataclasses.replace(node, **init)
-    except (TypeError, ValueError):  # e.g. an InitVar without default: rebuild field by field
-        out = _copy.copy(node)
-        late = {**init, **late}
-    for name, v in late.items():
-        object.__setattr__(out, name, v)  # init=False fields; works on frozen dataclasses too
-    return out
-
-
-def _map_custom(node: Any, fn: Callable[[Any], Any], active: set[int]) -> Any:
-    flatten, unflatten = _CUSTOM[type(node)]
-    children, aux = flatten(node)
-    if isinstance(children, Mapping):
-        out_map = {}
-        key: Any = None
-        try:
-            for key, v in children.items():
-                out_map[key] = _map(v, fn, active)
-        except Exception as exc:
-            raise _fail(exc, f"[{key!r}]") from None
-        return unflatten(aux, out_map)
-    out = []
-    try:
-        for v in children:
-            out.append(_map(v, fn, active))
-    except Exception as exc:
-        raise _fail(exc, f"[{len(out)}]") from None
-    return unflatten(aux, out)
-
-
-_HANDLERS: dict[str, Callable[[Any, Callable[[Any], Any], set[int]], Any]] = {
-    "dict": _map_dict,
-    "dictsub": _map_dict,
-    "list": _map_list,
-    "listsub": _map_list,
-    "tuple": _map_tuple,
-    "tuplesub": _map_tuplesub,
-    "namedtuple": _map_namedtuple,
-    "dataclass": _map_dataclass,
-    "custom": _map_custom,
-}
-
-
-def _leaf_converter(to: Any, device: Any, dtype: Any, copy: bool | None,
-                    casting: str | None = None, options: dict[str, Any] | None = None) -> Callable[[Any], Any]:
-    """The per-leaf function: :func:`arrayferry.convert`'s hot path, with the options bound once.
-
-    Plans come from (and go into) the same cache as ``convert``; within one call they are also
-    kept in a local dict keyed by the leaf's signature alone, which saves building the full key.
-    """
-    types = _api._TYPES
-    plans = _api._PLANS
-    source_adapter = _api._source_adapter
-    new_entry = _api._new_entry
-    convert = _api.convert
-    local: dict[Hashable, Callable[[Any], Any]] = {}
-    opts = tuple(sorted(options.items())) if options else ()
-    # convert's key has the options and their types last, when given
-    more: tuple[Any, ...] = (opts, tuple(type(v) for _, v in opts)) if opts else ()
-
-    def conv(x: Any) -> Any:
-        src = types.get(type(x)) or source_adapter(x)
-        sig = src.signature(x)
-        ent = local.get((src, sig))
-        if ent is None:
-            key = (src, sig, to, device, dtype, copy, casting, *more)  # convert's key
-            try:
-                ent = plans.get(key)
-            except TypeError:  # unhashable device/dtype object: the slow path plans every time
-                return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting, **dict(opts))
-            if ent is None:
-                ent = new_entry(x, src, key, to, device, dtype, copy, casting, opts)
-            local[(src, sig)] = ent
-        try:
-            return ent(x)
-        except ArrayFerryError:
-            raise
-        except Exception as exc:  # as in convert: foreign errors name the route
-            _api.raise_failed((src, sig, to, device, dtype, copy, casting, *more), exc, x)
-
-    return conv
+def first_array(tree: Any) -> Any:
+    """The first array leaf of ``tree`` (``tree`` itself when it is an array), or ``None``."""
+    k = _KINDS.get(type(tree)) or _kind(type(tree))
+    if k == _ARRAY:
+        return tree
+    if k == _LEAF:
+        return None
+    found, _ = leaves(tree)
+    return found[0][1] if found else None
 
 
 def _reraise(failed: _Failed, to: Any) -> None:
@@ -349,7 +378,7 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
 
         with using_stream(parse_stream(stream)):
             return convert_tree(tree, to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
-    conv = _leaf_converter(to, device, dtype, copy, casting, options)
+    conv = _api.converter(to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
     try:
         return _map(tree, conv, set())
     except _Failed as failed:
@@ -465,42 +494,6 @@ class TreePlan:
         return f"<TreePlan to={self.to} leaves={len(self.leaves)} copied={len(self.copied)} bytes={self.nbytes_moved}>"
 
 
-def _walk(node: Any, path: str, out: list[tuple[str, Any]], kept: list[str], active: set[int]) -> None:
-    """Collect ``(path, leaf)`` pairs in the order :func:`convert_tree` visits them."""
-    k = _kind(type(node))
-    if k == _ARRAY:
-        out.append((path, node))
-        return
-    if k == _LEAF:
-        kept.append(path)
-        return
-    if id(node) in active:
-        raise ArrayFerryError(format_message(
-            f"The tree contains itself at {path or '(root)'}.",
-            hint="convert_tree walks trees, not graphs with cycles; break the cycle first"))
-    active.add(id(node))
-    try:
-        items: list[tuple[str, Any]]
-        if k in ("dict", "dictsub"):
-            items = [(f"[{key!r}]", v) for key, v in node.items()]
-        elif k in ("list", "listsub", "tuple", "tuplesub"):
-            items = [(f"[{i}]", v) for i, v in enumerate(node)]
-        elif k == "namedtuple":
-            items = [(f".{f}", getattr(node, f)) for f in node._fields]
-        elif k == "dataclass":
-            items = [(f".{f.name}", getattr(node, f.name)) for f in dataclasses.fields(node) if hasattr(node, f.name)]
-        else:
-            children, _ = _CUSTOM[type(node)][0](node)
-            if isinstance(children, Mapping):
-                items = [(f"[{key!r}]", v) for key, v in children.items()]
-            else:
-                items = [(f"[{i}]", v) for i, v in enumerate(children)]
-        for seg, v in items:
-            _walk(v, path + seg, out, kept, active)
-    finally:
-        active.discard(id(node))
-
-
 def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
               stream: Any = None, casting: str | None = None, **options: Any) -> TreePlan:
     """Plan :func:`convert_tree` without moving data: per leaf path, whether it is copied and why.
@@ -515,19 +508,16 @@ def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy
         from ._plan import check_options
 
         check_options(tgt, options)
-    found: list[tuple[str, Any]] = []
-    kept: list[str] = []
-    _walk(tree, "", found, kept, set())
-    plans: dict[Hashable, Plan] = {}
-    leaves: list[LeafPlan] = []
+    found, kept = leaves(tree)
+    okey = _api.options_key(to, device, dtype, copy, casting, options)
+    plans: dict[int, Plan] = {}  # id(template) -> the Plan its leaves share
+    out: list[LeafPlan] = []
     for path, x in found:
-        src = _api._TYPES.get(type(x)) or _api._source_adapter(x)
         try:
-            key: Hashable = (src.name, src.signature(x), tgt.refine_key(src, x) if tgt.refines else ())
-            p = plans.get(key)
+            t, src, sig = _api.template_for(okey, x)
+            p = plans.get(id(t))
             if p is None:
-                p = plans[key] = _api.plan(x, to, device=device, dtype=dtype, copy=copy, stream=stream, casting=casting,
-                                           **options)
+                p = plans[id(t)] = Plan(t, src, sig, stream)
             shape = tuple(src.describe(x).shape)
         except Exception as exc:
             _reraise(_Failed(exc, [path or "(root)"]), to)
@@ -536,5 +526,5 @@ def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy
         for s in shape:
             size *= s
         per_copy = size * ITEMSIZE.get(p.dtype, p.source.itemsize or 1)
-        leaves.append(LeafPlan(path, p, shape, per_copy * p.copies))
-    return TreePlan(tgt.name, copy, leaves, kept)
+        out.append(LeafPlan(path, p, shape, per_copy * p.copies))
+    return TreePlan(tgt.name, copy, out, kept)

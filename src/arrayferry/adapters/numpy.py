@@ -94,6 +94,13 @@ class NumpyAdapter(Adapter):
 
     def signature(self, x: Any) -> Hashable:
         n = x.flags.num
+        if n & 3:
+            sh = x.shape
+            if 1 not in sh and 0 not in sh:  # contiguous, every axis longer than 1: strides follow from the shape
+                dt = x.dtype
+                if n & _ALIGNED and not n & _OWNDATA and dt.kind == "c":  # see _complex_alignment
+                    n = _complex_alignment(x, n)
+                return (type(x), dt, n & _MASK)
         if n & _ALIGNED and x.dtype.kind == "c":
             n = _complex_alignment(x, n)
         if n & 3:
@@ -108,7 +115,6 @@ class NumpyAdapter(Adapter):
                 _odd_strides(self, x, n))
 
     def describe(self, x: Any) -> ArrayInfo:
-        np = sys.modules["numpy"]
         flags = x.flags.num
         dt = x.dtype
         if flags & _ALIGNED and dt.kind == "c":
@@ -120,7 +126,8 @@ class NumpyAdapter(Adapter):
             layout = self.numpy_layout(st, x.shape, bool(flags & _C), bool(flags & _F))
         problem = None
         odd = _odd_strides(self, x, flags) if not flags & 3 or 1 in x.shape or 0 in x.shape else frozenset()
-        if isinstance(x, np.ma.MaskedArray):
+        ma = sys.modules.get("numpy.ma")  # never imported here (15 ms): a masked array means it was
+        if ma is not None and isinstance(x, ma.MaskedArray):
             problem = (
                 UnsupportedArrayError,
                 format_message(

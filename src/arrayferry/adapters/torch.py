@@ -118,9 +118,10 @@ class TorchAdapter(Adapter):
         if t.is_nested:
             contiguous = "nested"
         dt = t.dtype
-        # only complex tensors can carry the conjugate bit: skip the call (40 ns) for the rest
-        return (type(t), dt, t.device, t.layout, t.requires_grad, dt.is_complex and t.is_conj(), t.is_neg(),
-                contiguous)
+        # only complex tensors can carry the conjugate bit: skip the call (40 ns) for the rest;
+        # CPU tensors stand as True instead of a device object (cheaper to read, hash and compare)
+        return (type(t), dt, t.is_cpu or t.device, t.layout, t.requires_grad, dt.is_complex and t.is_conj(),
+                t.is_neg(), contiguous)
 
     def describe(self, t: Any) -> ArrayInfo:
         torch = _torch()
