@@ -356,9 +356,9 @@ class Adapter:
         aliasing. The matrix asks the source's adapter first (a framework whose arrays need a step
         of their own, as Dask's ``compute()``), then the target's, then falls back to the target
         module's ``from_dlpack`` or ``asarray``. ``source == "object"`` asks for the call that reads
-        any object no plugin owns (a list, a buffer, a ``__dlpack__`` object: ``arrayferry matrix
-        --sources``); the fallback is the target module's ``asarray``. Called only by the matrix: it
-        may import.
+        any object no plugin owns (a list, a buffer, a ``__dlpack__`` object, as in
+        ``arrayferry matrix --sources``); the fallback is the target module's ``asarray``. Called
+        only by the matrix: it may import.
         """
         return None
 
