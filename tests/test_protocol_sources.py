@@ -177,6 +177,30 @@ def test_an_object_with_no_protocol_is_still_unknown() -> None:
     assert af.framework_of(None) is None and af.framework_of("abc") is None
 
 
+@pytest.mark.parametrize("make", [lambda: range(4), lambda: iter([0, 1, 2, 3]), lambda: (i for i in range(4)),
+                                  lambda: {0: 0, 1: 0, 2: 0, 3: 0}.keys(), lambda: __import__("collections").deque(range(4))],
+                         ids=["range", "iterator", "generator", "dict_keys", "deque"])
+def test_iterables_that_are_not_sequences_are_refused_with_a_hint_that_works(make: Any) -> None:
+    """NumPy reads only lists and tuples as nested sequences: other iterables are refused (no
+    object array, no silent 0-d), and the hint's ``convert(list(x), to)`` gives the values."""
+    with pytest.raises(af.UnknownFrameworkError) as ei:
+        af.convert(make(), "torch")
+    assert_error_layout(ei.value, "no registered framework", "an iterable but not an array",
+                        "arrayferry.convert(list(x), to)")
+    assert "pip install" not in str(ei.value)
+    out = af.convert(list(make()), "torch")
+    assert out.dtype == torch.int64 and out.tolist() == [0, 1, 2, 3]
+
+
+def test_a_string_is_refused_with_a_hint_that_works() -> None:
+    x = "1.5 -0.0 inf"
+    with pytest.raises(af.UnknownFrameworkError) as ei:
+        af.convert(x, "torch")
+    assert_error_layout(ei.value, "no registered framework", "x is a str", "[float(s) for s in x.split()]")
+    out = af.convert([float(s) for s in x.split()], "numpy")
+    assert out.dtype == np.float64 and out.tobytes() == np.array([1.5, -0.0, np.inf]).tobytes()
+
+
 @pytest.mark.parametrize("to", ["dlpack", "buffer", "python", "array", "array_interface", "cuda_array_interface",
                                 "pandas", "xarray"])
 def test_protocols_are_not_targets(to: str) -> None:
