@@ -825,3 +825,38 @@ def test_any_int_outside_int64_raises_never_wraps(before: list[Any], big: int, a
     with pytest.raises(af.LossyConversionError) as ei:
         af.convert(value, "numpy")
     assert "does not fit int64" in str(ei.value)
+
+
+def test_cai_v3_stream_field_names_the_producer_stream() -> None:
+    """CAI v3: ``stream`` is the stream the producer ordered its work on (``None``: nothing to wait
+    for); an interface without the field (v2) from an object no framework owns names none."""
+    from arrayferry._cuda import producer_stream
+
+    x = _cai_of_host(np.zeros(3, np.float32))
+    assert producer_stream(x, {**x.__cuda_array_interface__, "stream": 7}) == 7
+    assert producer_stream(x, x.__cuda_array_interface__) is None  # "stream": None
+    v2 = {k: v for k, v in x.__cuda_array_interface__.items() if k != "stream"}
+    assert producer_stream(x, {**v2, "version": 2}) is None
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cai_v3_object_with_a_busy_producer_stream_is_waited_for() -> None:
+    """A protocol object whose v3 interface names a producer stream still running: the torch
+    result (zero-copy) is read on torch's current stream only after the producer's work."""
+    busy = getattr(torch.cuda, "_sleep", None)
+    if busy is None:
+        pytest.skip("torch.cuda._sleep (a GPU busy-wait used to delay the producer) is not available")
+    n = 1 << 22
+    src = torch.zeros(n, device="cuda")
+    torch.cuda.synchronize()
+    producer = torch.cuda.Stream()
+    with torch.cuda.stream(producer):
+        busy(200_000_000)  # about 0.1 s: long enough for a missing wait to read zeros
+        src.fill_(4.0)
+    x = OnlyCAI({**src.__cuda_array_interface__, "version": 3, "stream": int(producer.cuda_stream)}, src)
+    p = af.plan(x, "torch")
+    assert p.route == "cai" and p.zero_copy
+    t = af.convert(x, "torch")
+    assert t.data_ptr() == src.data_ptr()
+    assert float(t.sum()) == 4.0 * n  # the current stream waited for the fill
