@@ -33,6 +33,8 @@ DATA = ROOT / "docs" / "data" / "bench.json"
 #: block name -> the labels it shows, in order (a block not named here shows the label of its name)
 GROUPS: dict[str, tuple[str, ...]] = {
     "main": ("zero_copy", "accepts", "first_call", "copies", "import"),
+    # the registered zero-copy rows beside the protocol sources' rows (record both from one run)
+    "protocols": ("zero_copy", "protocols"),
 }
 
 _BLOCK = re.compile(r"<!-- bench:([A-Za-z0-9_]+):begin -->\n?(.*?)<!-- bench:\1:end -->", re.S)

@@ -116,11 +116,11 @@ def test_a_quick_run_records_and_renders(tmp_path: Path) -> None:
     """The commands docs/benchmarks.md gives, end to end on a short run (figures not judged: speed
     targets are checked by running the benchmarks, never by tests)."""
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "zero_copy,accepts",
-                          "--json", str(out)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only",
+                          "zero_copy,accepts,protocols", "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     data = json.loads(out.read_text())
-    assert data["environment"]["command"] == "python benchmarks/run.py --quick --only zero_copy,accepts"
+    assert data["environment"]["command"] == "python benchmarks/run.py --quick --only zero_copy,accepts,protocols"
     rows = data["results"]["zero_copy"] + data["results"]["accepts"]
     assert len(rows) == 5 and all(isinstance(r["passed"], bool) and r["baseline"] > 0 for r in rows)
     doc, record = tmp_path / "benchmarks.md", tmp_path / "record.json"
@@ -129,4 +129,10 @@ def test_a_quick_run_records_and_renders(tmp_path: Path) -> None:
     assert _run(str(out), "--doc", str(doc), "--data", str(record)).returncode == 0
     main = doc.read_text().split("<!-- bench:main:begin -->")[1].split("<!-- bench:main:end -->")[0]
     assert data["environment"]["date"] in main and "--quick --only zero_copy,accepts" in main
+    # the protocol sources' rows beside the registered zero-copy rows, one run
+    prot = doc.read_text().split("<!-- bench:protocols:begin -->")[1].split("<!-- bench:protocols:end -->")[0]
+    assert prot.count(data["environment"]["date"]) == 1  # one environment line: one run
+    names = [r["name"] for r in data["results"]["zero_copy"] + data["results"]["protocols"]]
+    assert all(f"| {n} |" in prot for n in names), names
+    assert prot.index('| zero-copy convert(x, "torch")') < prot.index("| registered type after protocol sources")
     assert _run("--check", "--doc", str(doc), "--data", str(record)).returncode == 0

@@ -6,6 +6,7 @@ console script) against the real NumPy and PyTorch installed here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -198,10 +199,15 @@ def test_matrix_sources_no_plugin_owns() -> None:
     from arrayferry._matrix import SOURCE_CASES
 
     src_rows = [r for r in m["rows"] if r["case"] in {c.name for c in SOURCE_CASES}]
-    assert {r["target"] for r in src_rows} == {"numpy", "torch"}
-    assert len(src_rows) == 2 * len(SOURCE_CASES)
+    # each framework, an example array of each (to=y), each one's array_api_compat namespace, and
+    # an array-API namespace no plugin registers (arrayferry.testing.cases.array_api_namespace)
+    targets = {"numpy", "torch", "like numpy", "like torch", "arrayferry_minixp"}
+    if importlib.util.find_spec("array_api_compat") is not None:
+        targets |= {"array_api_compat.numpy", "array_api_compat.torch"}
+    assert {r["target"] for r in src_rows} == targets
+    assert len(src_rows) == len(targets) * len(SOURCE_CASES)
     ran = [r for r in src_rows if r["status"] == "ok"]
-    assert len(ran) >= 2 * (len(SOURCE_CASES) - 2)  # pandas and xarray may be missing
+    assert len(ran) >= len(targets) * (len(SOURCE_CASES) - 2)  # pandas and xarray may be missing
     for r in ran:
         assert r["values_ok"] is True, r
         assert r["plan_honest"] in (True, None), r
@@ -213,6 +219,22 @@ def test_matrix_sources_no_plugin_owns() -> None:
     assert by[("list", "torch")]["native_status"] == "wrong"
     assert by[("bytes", "torch")]["zero_copy"] is False  # read-only memory: copied for torch
     assert by[("__dlpack__", "torch")]["route"] == "dlpack"
+    # an example array or a registered framework's namespace plans exactly as its framework's name
+    for alias in ("like torch", "array_api_compat.torch", "like numpy", "array_api_compat.numpy"):
+        fw = alias.rsplit(" ", 1)[-1].rsplit(".", 1)[-1]
+        for case in ("memoryview", "bytes", "list", "__dlpack__"):
+            if (case, alias) in by:
+                mine, theirs = by[(case, alias)], by[(case, fw)]
+                assert (mine["route"], mine["zero_copy"], mine["steps"]) == (theirs["route"], theirs["zero_copy"],
+                                                                             theirs["steps"]), (case, alias)
+    # the generic namespace: zero-copy where its asarray/from_dlpack(copy=False) aliases (pointers
+    # compared), a named copy for read-only memory, values bit for bit (checked for every row above)
+    gen = {c: by[(c, "arrayferry_minixp")] for c in ("memoryview", "bytes", "__dlpack__", "list")}
+    assert gen["memoryview"]["zero_copy"] is True and gen["memoryview"]["plan_honest"] is True
+    assert gen["bytes"]["zero_copy"] is False and gen["bytes"]["plan_honest"] is True
+    assert "host_copy" in gen["bytes"]["steps"]
+    assert gen["__dlpack__"]["route"] == "dlpack" and gen["__dlpack__"]["plan_honest"] is True
+    assert gen["list"]["zero_copy"] is False and gen["list"]["native"] == "arrayferry_minixp.asarray"
     # without --sources the table is the frameworks' own
     p = run_cli("matrix", "--frameworks", "numpy,torch", "--cases", "list", "--repeat", "1")
     assert p.returncode != 0 and "unknown case" in p.stderr

@@ -409,3 +409,29 @@ def test_example_cuda_tensor_puts_the_result_on_its_gpu() -> None:
     assert af.convert(x, ex, device="cpu").device.type == "cpu"
     back = af.convert(out, np.zeros(1))  # a NumPy example: the host
     assert _bits(back) == _bits(x)
+
+
+def test_public_test_namespace_is_a_generic_target() -> None:
+    """``arrayferry.testing.cases.array_api_namespace()`` (what ``arrayferry matrix --sources``
+    converts into) is a real namespace no plugin registers: zero-copy where its ``copy=False``
+    aliases (written through), a named copy for read-only memory, bits kept."""
+    from arrayferry.testing.cases import NamespaceArray, array_api_namespace
+
+    ns = array_api_namespace()
+    x = _special("float32")
+    p = af.plan(x, ns)
+    assert p.target == "arrayferry_minixp" and p.zero_copy
+    y = af.convert(x, ns)
+    assert type(y) is NamespaceArray and y.a.dtype == np.float32 and y.a.tobytes() == x.tobytes()
+    x[5] = 42.0
+    assert y.a[5] == 42.0  # shares memory, as planned
+    ro = _special("float32")
+    ro.flags.writeable = False
+    p = af.plan(ro, ns)
+    assert not p.zero_copy and "read-only" in p.explain()
+    z = af.convert(ro, ns)
+    assert not np.shares_memory(z.a, ro) and z.a.tobytes() == ro.tobytes()
+    # and back: its arrays are read through __dlpack__ (a protocol source)
+    assert af.framework_of(y) == "dlpack"
+    back = af.convert(y, "numpy")
+    assert np.shares_memory(back, x)

@@ -177,6 +177,30 @@ def test_an_object_with_no_protocol_is_still_unknown() -> None:
     assert af.framework_of(None) is None and af.framework_of("abc") is None
 
 
+@pytest.mark.parametrize("make", [lambda: range(4), lambda: iter([0, 1, 2, 3]), lambda: (i for i in range(4)),
+                                  lambda: {0: 0, 1: 0, 2: 0, 3: 0}.keys(), lambda: __import__("collections").deque(range(4))],
+                         ids=["range", "iterator", "generator", "dict_keys", "deque"])
+def test_iterables_that_are_not_sequences_are_refused_with_a_hint_that_works(make: Any) -> None:
+    """NumPy reads only lists and tuples as nested sequences: other iterables are refused (no
+    object array, no silent 0-d), and the hint's ``convert(list(x), to)`` gives the values."""
+    with pytest.raises(af.UnknownFrameworkError) as ei:
+        af.convert(make(), "torch")
+    assert_error_layout(ei.value, "no registered framework", "an iterable but not an array",
+                        "arrayferry.convert(list(x), to)")
+    assert "pip install" not in str(ei.value)
+    out = af.convert(list(make()), "torch")
+    assert out.dtype == torch.int64 and out.tolist() == [0, 1, 2, 3]
+
+
+def test_a_string_is_refused_with_a_hint_that_works() -> None:
+    x = "1.5 -0.0 inf"
+    with pytest.raises(af.UnknownFrameworkError) as ei:
+        af.convert(x, "torch")
+    assert_error_layout(ei.value, "no registered framework", "x is a str", "[float(s) for s in x.split()]")
+    out = af.convert([float(s) for s in x.split()], "numpy")
+    assert out.dtype == np.float64 and out.tobytes() == np.array([1.5, -0.0, np.inf]).tobytes()
+
+
 @pytest.mark.parametrize("to", ["dlpack", "buffer", "python", "array", "array_interface", "cuda_array_interface",
                                 "pandas", "xarray"])
 def test_protocols_are_not_targets(to: str) -> None:
@@ -801,3 +825,38 @@ def test_any_int_outside_int64_raises_never_wraps(before: list[Any], big: int, a
     with pytest.raises(af.LossyConversionError) as ei:
         af.convert(value, "numpy")
     assert "does not fit int64" in str(ei.value)
+
+
+def test_cai_v3_stream_field_names_the_producer_stream() -> None:
+    """CAI v3: ``stream`` is the stream the producer ordered its work on (``None``: nothing to wait
+    for); an interface without the field (v2) from an object no framework owns names none."""
+    from arrayferry._cuda import producer_stream
+
+    x = _cai_of_host(np.zeros(3, np.float32))
+    assert producer_stream(x, {**x.__cuda_array_interface__, "stream": 7}) == 7
+    assert producer_stream(x, x.__cuda_array_interface__) is None  # "stream": None
+    v2 = {k: v for k, v in x.__cuda_array_interface__.items() if k != "stream"}
+    assert producer_stream(x, {**v2, "version": 2}) is None
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cai_v3_object_with_a_busy_producer_stream_is_waited_for() -> None:
+    """A protocol object whose v3 interface names a producer stream still running: the torch
+    result (zero-copy) is read on torch's current stream only after the producer's work."""
+    busy = getattr(torch.cuda, "_sleep", None)
+    if busy is None:
+        pytest.skip("torch.cuda._sleep (a GPU busy-wait used to delay the producer) is not available")
+    n = 1 << 22
+    src = torch.zeros(n, device="cuda")
+    torch.cuda.synchronize()
+    producer = torch.cuda.Stream()
+    with torch.cuda.stream(producer):
+        busy(200_000_000)  # about 0.1 s: long enough for a missing wait to read zeros
+        src.fill_(4.0)
+    x = OnlyCAI({**src.__cuda_array_interface__, "version": 3, "stream": int(producer.cuda_stream)}, src)
+    p = af.plan(x, "torch")
+    assert p.route == "cai" and p.zero_copy
+    t = af.convert(x, "torch")
+    assert t.data_ptr() == src.data_ptr()
+    assert float(t.sum()) == 4.0 * n  # the current stream waited for the fill

@@ -315,6 +315,14 @@ def _unknown_hint(x: Any) -> str:
                 "arrayferry.convert_tree(x, to) converts the arrays inside it")
     if isinstance(x, dict):
         return "x is a dict, not an array: arrayferry.convert_tree(x, to) converts the arrays inside it"
+    if isinstance(x, str):
+        return "x is a str, not an array: turn the text into numbers first, e.g. [float(s) for s in x.split()]"
+    import collections
+    from collections.abc import Iterator, MappingView
+
+    if isinstance(x, (range, set, frozenset, collections.deque, Iterator, MappingView)):  # not an unknown array
+        return (f"x is a {type(x).__name__}, an iterable but not an array: arrayferry.convert(list(x), to) reads its "
+                "items as NumPy reads a list")
     return ("install or register the plugin for its framework (pip install 'arrayferry[jax]'; the others: "
             "docs/install.md), "
             "or convert it to a NumPy array first (numpy.asarray(x))")

@@ -33,8 +33,8 @@ from typing import Any
 
 from .testing.cases import Case, cases_for  # the one case catalogue; importing it imports no framework
 
-__all__ = ["CASES", "SOURCE_CASES", "Case", "SourceCase", "MatrixResult", "Row", "native_call", "run_matrix",
-           "usable_frameworks"]
+__all__ = ["CASES", "SOURCE_CASES", "Case", "SourceCase", "SourceTarget", "MatrixResult", "Row", "native_call",
+           "run_matrix", "source_targets", "usable_frameworks"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,18 +139,74 @@ SOURCE_CASES: tuple[SourceCase, ...] = (
 )
 
 
-def _source_cell(case: SourceCase, tgt: str, repeat: int) -> Row:
+@dataclass(frozen=True)
+class SourceTarget:
+    """What ``--sources`` converts into: a registered framework by name, an example array of one
+    (``to=y``: its framework and device), the array-API namespace of one (``array_api_compat``'s,
+    which keeps the framework's adapter) or a namespace no plugin registers (the generic target)."""
+
+    label: str  #: the row's ``target``: ``"torch"``, ``"like torch"``, ``"array_api_compat.torch"`` ...
+    to: Any  #: what ``convert``'s ``to=`` gets
+    kind: str  #: ``"framework"``, ``"example"``, ``"namespace"`` (a registered framework's) or ``"generic namespace"``
+    native: tuple[str, Callable[[Any], Any]] | None  #: the target's own call that reads any object
+
+
+def source_targets(names: Sequence[str]) -> list[SourceTarget]:
+    """The targets ``--sources`` converts into, for the usable frameworks ``names``: each framework,
+    an example array of each (a 1-element float32 array made by arrayferry), each one's
+    ``array_api_compat`` namespace (when array_api_compat is installed and knows it), and
+    :func:`arrayferry.testing.cases.array_api_namespace` (a namespace no plugin registers)."""
+    import importlib.util
+
     import arrayferry as af
+
+    from .testing.cases import array_api_namespace
+
+    out = [SourceTarget(fw, fw, "framework", source_native_call(fw)) for fw in names]
+    examples: list[tuple[str, Any]] = []
+    for fw in names:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y = af.convert(_np().zeros(1, dtype="float32"), fw)
+        except Exception:
+            continue
+        examples.append((fw, y))
+        out.append(SourceTarget(f"like {fw}", y, "example", source_native_call(fw)))
+    if importlib.util.find_spec("array_api_compat") is not None:
+        import array_api_compat
+
+        seen: set[str] = set()
+        for fw, y in examples:
+            try:
+                ns = array_api_compat.array_namespace(y)
+            except Exception:
+                continue
+            label = getattr(ns, "__name__", None) or f"{fw} namespace"
+            if label in seen or label in names:
+                continue
+            seen.add(label)
+            fn = getattr(ns, "asarray", None)
+            out.append(SourceTarget(label, ns, "namespace", (f"{label}.asarray", fn) if callable(fn) else None))
+    ns = array_api_namespace()
+    out.append(SourceTarget(ns.__name__, ns, "generic namespace", (f"{ns.__name__}.asarray", ns.asarray)))
+    return out
+
+
+def _source_cell(case: SourceCase, tgt: SourceTarget, repeat: int) -> Row:
+    import arrayferry as af
+
+    from ._registry import registry
 
     try:
         x = case.build()
         ref = _np().ascontiguousarray(case.reference(x))
     except Exception as exc:
-        return Row("?", tgt, case.name, status="n/a", reason=f"cannot build it here: {_first_line(exc)}")
+        return Row("?", tgt.label, case.name, status="n/a", reason=f"cannot build it here: {_first_line(exc)}")
     src = af.framework_of(x) or "?"
-    row = Row(src, tgt, case.name, status="ok")
+    row = Row(src, tgt.label, case.name, status="ok")
     try:
-        p = af.plan(x, tgt)
+        p = af.plan(x, tgt.to)
     except af.ArrayFerryError as exc:
         row.status = "error" if type(exc) is af.ArrayFerryError else "refused"
         row.reason = _first_line(exc)
@@ -159,7 +215,7 @@ def _source_cell(case: SourceCase, tgt: str, repeat: int) -> Row:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            out = af.convert(x, tgt)
+            out = af.convert(x, tgt.to)
         except Exception as exc:
             row.status, row.reason = "error", _first_line(exc)
             return row
@@ -170,14 +226,18 @@ def _source_cell(case: SourceCase, tgt: str, repeat: int) -> Row:
             expected = ref.astype(numpy_dtype(p.dtype))
             row.reason = f"planned narrowing {p.source.dtype} -> {p.dtype} (warned)"
         diff = _same(expected, _to_numpy(out))
+        if diff is None and tgt.kind != "generic namespace":
+            want = registry().adapter_named(tgt.to)  # the framework's adapter must have made it
+            if registry().adapter_for_type(type(out)) is not want:
+                diff = f"the result is a {type(out).__module__}.{type(out).__qualname__}, not a {want.name} array"
         row.values_ok = diff is None
         if diff:
             row.reason = f"convert returned wrong data: {diff}"
         pin, pout = _pointer(x), _pointer(out)
         if pin is not None and pout is not None and p.source.size:
             row.plan_honest = (pin == pout) == p.zero_copy
-        row.convert_us = time_call(lambda: af.convert(x, tgt), repeat) * 1e6
-    _native(row, x, p.source, ref, tgt, repeat, nat=source_native_call(tgt))
+        row.convert_us = time_call(lambda: af.convert(x, tgt.to), repeat) * 1e6
+    _native(row, x, p.source, ref, p.target, repeat, nat=tgt.native)
     return row
 
 
@@ -503,9 +563,14 @@ def _native(row: Row, x: Any, src_info: Any, ref: Any, tgt: str, repeat: int,
     if src_info.readonly and _pointer(out) is not None and _pointer(out) == _pointer(x) and _readonly_of(out) is False:
         row.native_status, row.native_note = "wrong", "unsafe: writable alias of read-only memory"
         return
+    from ._errors import ArrayFerryError
     from ._registry import registry
 
-    if (registry().adapter_named(tgt).immutable and not src_info.readonly and src_info.size
+    try:
+        immutable = registry().adapter_named(tgt).immutable
+    except ArrayFerryError:  # a namespace no plugin registers (its arrays' mutability is unknown)
+        immutable = False
+    if (immutable and not src_info.readonly and src_info.size
             and _pointer(out) is not None and _pointer(out) == _pointer(x)):
         row.native_status, row.native_note = "wrong", (
             f"unsafe: an immutable {tgt} array aliasing writable memory (a later write to the source changes it)")
@@ -565,11 +630,11 @@ def run_matrix(
                 progress(f"{src} -> {tgt}")
             for case in chosen:
                 rows.append(_cell(src, tgt, case, repeat))
-    for tgt in names if chosen_sources else ():
+    for target in source_targets(names) if chosen_sources else ():
         if progress:
-            progress(f"sources no plugin owns -> {tgt}")
+            progress(f"sources no plugin owns -> {target.label}")
         for scase in chosen_sources:
-            rows.append(_source_cell(scase, tgt, repeat))
+            rows.append(_source_cell(scase, target, repeat))
     env = {
         "arrayferry": af.__version__,
         "python": platform.python_version(),

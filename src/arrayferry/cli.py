@@ -392,7 +392,9 @@ def _parser() -> argparse.ArgumentParser:
     pm.add_argument("--cases", metavar="C,D", help="restrict to these cases (comma-separated)")
     pm.add_argument("--sources", action="store_true",
                     help="also convert objects no plugin owns (lists, scalars, buffers, objects that offer only "
-                         "DLPack or an array interface, pandas, xarray) into each framework")
+                         "DLPack or an array interface, pandas, xarray) into each framework, an example array of "
+                         "each (to=y), their array_api_compat namespaces and an array-API namespace no plugin "
+                         "registers")
     pm.add_argument("--repeat", type=int, default=7, metavar="N", help="timing batches; the median is shown (default 7)")
     pm.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pm.add_argument("--plot", metavar="FILE.png", help="also write a heat map (needs matplotlib)")

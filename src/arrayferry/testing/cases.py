@@ -37,6 +37,7 @@ __all__ = [
     "EXTENDED_DTYPES",
     "case_named",
     "cases_for",
+    "array_api_namespace",
     "np_dtype",
     "sample",
 ]
@@ -490,3 +491,53 @@ def cases_for(use: str) -> tuple[Case, ...]:
 def case_named(name: str) -> Case:
     """The case called ``name`` (``"negative"``, ``"torch-neg"``, ...); ``KeyError`` when none is."""
     return _BY_NAME[name]
+
+
+# ------------------------------------------------------------------------------------------------
+# an array-API namespace no plugin registers (a target for the matrix and the suite)
+
+
+class NamespaceArray:
+    """An array of :func:`array_api_namespace`: a NumPy array in a wrapper that offers only
+    ``__dlpack__``/``__dlpack_device__`` and ``__array_namespace__`` (no registered framework)."""
+
+    def __init__(self, a: Any, ns: Any) -> None:
+        self.a = a
+        self._ns = ns
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self.a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self.a.__dlpack_device__()
+
+    def __array_namespace__(self, api_version: str | None = None) -> Any:
+        return self._ns
+
+    def __repr__(self) -> str:
+        return f"NamespaceArray({self.a!r})"
+
+
+def array_api_namespace(name: str = "arrayferry_minixp") -> Any:
+    """A small, real array-API namespace over NumPy that no plugin registers: a module ``name`` with
+    the standard's dtype objects, ``asarray(obj, /, *, copy=None)`` and ``from_dlpack(x, /, *,
+    copy=None)`` (the 2023.12 signatures, which honour ``copy=False``); its arrays are
+    :class:`NamespaceArray`. ``arrayferry.convert(x, to=array_api_namespace())`` exercises the
+    generic namespace target (``arrayferry matrix --sources`` converts into one)."""
+    import types
+
+    np = _np()
+    m = types.ModuleType(name)
+    m.__doc__ = "an array-API namespace over NumPy (arrayferry.testing.cases.array_api_namespace)"
+    for d in CORE_DTYPES:
+        setattr(m, d, np.dtype(d))
+
+    def asarray(obj: Any, /, *, copy: bool | None = None) -> NamespaceArray:
+        return NamespaceArray(np.asarray(obj.a if isinstance(obj, NamespaceArray) else obj, copy=copy), m)
+
+    def from_dlpack(x: Any, /, *, copy: bool | None = None) -> NamespaceArray:
+        return NamespaceArray(np.from_dlpack(x, copy=copy), m)
+
+    m.asarray = asarray  # type: ignore[attr-defined]
+    m.from_dlpack = from_dlpack  # type: ignore[attr-defined]
+    return m
