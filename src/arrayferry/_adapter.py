@@ -128,6 +128,9 @@ def protocol_gaps(adapter: Adapter) -> list[str]:
     if getattr(adapter, "target_options", None) and not _overrides(cls, "apply_options"):
         gaps.append(f"target_options: {', '.join(adapter.target_options)}, but apply_options is not implemented "
                     "(Adapter's default raises NotImplementedError)")
+    if getattr(adapter, "source_options", None) and not _overrides(cls, "source_step"):
+        gaps.append(f"source_options: {', '.join(adapter.source_options)}, but source_step is not implemented "
+                    "(Adapter's default raises NotImplementedError)")
     return gaps
 
 
@@ -272,6 +275,11 @@ class Adapter:
     #: to check the option is applied (the plan records it and changes, values survive bit for bit);
     #: every declared option needs at least one, e.g. ``{"chunks": ((2, 2), "auto", -1)}``.
     target_option_examples: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({})
+    #: The keyword options ``convert(x, to, **options)`` accepts when ``x`` is this framework's
+    #: array, whatever ``to`` is: how to read the source (Arrow's ``fill_null=``: what nulls
+    #: become), each name with a one-line description. An adapter that declares them implements
+    #: :meth:`source_step`. A name that is also a target option of ``to`` goes to the target.
+    source_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
     #: The module that is this framework's array-API namespace, importable without an array of it
     #: (``"array_api_compat.torch"``): what :func:`arrayferry.namespace_for` and ``@accepts``
     #: use when no array argument names the namespace. ``None``: none is known without an array.
@@ -543,6 +551,20 @@ class Adapter:
     def from_cai(self, x: Any) -> Any:
         """A native array wrapping ``x.__cuda_array_interface__`` (same device, no copy)."""
         raise NotImplementedError
+
+    def source_step(self, x: Any, options: Mapping[str, Any], info: ArrayInfo) -> tuple[Step, ArrayInfo]:
+        """The step that applies source ``options`` (named in :attr:`source_options`) to arrays like
+        ``x`` (described by ``info``), and the description of what it returns.
+
+        The step runs first, on the source array, and returns an array of this framework that the
+        rest of the plan (built from the returned description) converts: e.g. Arrow's
+        ``fill_null`` returns an Arrow array without nulls (``info.with_(problem=None)``), a copy
+        (``Step(..., copies=True)``, so ``copy=False`` refuses it). ``x`` is the array the plan is
+        made for (validate values against it); a cached plan runs the step on other arrays with
+        the same signature. Raise :class:`ArgumentError` (with a ``Hint:``) for a value that
+        cannot be applied. Default: raises ``NotImplementedError`` (declare no source options).
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} declares source_options but does not implement source_step")
 
     def apply_options(self, steps: list[Step], options: Mapping[str, Any], info: ArrayInfo) -> list[Step]:
         """The steps of a route into this framework, rewritten to honour ``options`` (target options).

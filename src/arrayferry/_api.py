@@ -61,12 +61,14 @@ def options_key(to: Any, device: Any = None, dtype: Any = None, copy: bool | Non
     """The plan-cache key of a target and its options: ``to`` itself when every option is the
     default (``convert``'s hot path relies on that), else a tuple. Target ``options`` join it
     sorted, with their values' types (``1 == True`` hash alike, and ``requires_grad=1`` must not
-    find ``requires_grad=True``'s plan). The CUDA stream is not part of it (it changes where work
+    find ``requires_grad=True``'s plan) and, for floats, their ``repr`` (``-0.0 == 0.0``, and
+    ``fill_null=-0.0`` must not find ``fill_null=0.0``'s plan). The CUDA stream is not part of it (it changes where work
     runs, not the plan). The one place a new option joins the key."""
     key: Hashable = to
     if device is not None or dtype is not None or copy is not None or casting is not None or options:
         opts = tuple(sorted(options.items())) if isinstance(options, Mapping) else tuple(options)
-        key = _Options((to, device, dtype, copy, casting, opts, tuple(type(v) for _, v in opts)))
+        key = _Options((to, device, dtype, copy, casting, opts, tuple(
+            (type(v), repr(v)) if isinstance(v, (float, complex)) else type(v) for _, v in opts)))
     return key
 
 
@@ -338,11 +340,52 @@ def _template(x: Any, src: Adapter, to: Any, device: Any, dtype: Any, copy: bool
     info = src.describe(x)
     if tgt.refines:
         info = info.with_(extra=info.extra + tuple(tgt.refine_key(src, x)))
+    ignored: tuple[tuple[str, Any], ...] = ()
+    if options:
+        sopts = tuple(kv for kv in options if kv[0] in src.source_options and kv[0] not in tgt.target_options)
+        if sopts:
+            return _with_source_step(x, src, tgt, info, device, dtype, copy, casting, options, sopts), src.signature(x)
+        # a source option of another framework (fill_null= for a NumPy array: nothing to fill) is
+        # ignored, so that backend-agnostic code can pass it whatever the source is
+        elsewhere = registry().source_option_names()
+        ignored = tuple(kv for kv in options if kv[0] in elsewhere and kv[0] not in tgt.target_options)
+        if ignored:
+            options = tuple(kv for kv in options if kv not in ignored)
     t = build_template(src, info, tgt, device, dtype, copy, casting, options)
+    if ignored:
+        t = replace(t, options=(*t.options, *ignored), notes=(*t.notes, *(
+            f"source option {k}={v!r} does not apply to {src.name} arrays (only to those of frameworks that declare "
+            "it): ignored" for k, v in ignored)))
     more = tgt.plan_notes(t) if hasattr(tgt, "plan_notes") else ()
     if more:
         t = replace(t, notes=(*t.notes, *more))
     return t, src.signature(x)
+
+
+def _with_source_step(x: Any, src: Adapter, tgt: Adapter, info: Any, device: Any, dtype: Any, copy: bool | None,
+                      casting: str | None, options: tuple[tuple[str, Any], ...],
+                      sopts: tuple[tuple[str, Any], ...]) -> Template:
+    """The template for source options (``fill_null=`` for Arrow): the source adapter's step
+    first, then the plan for what it returns; ``copy=False`` refuses a step that copies."""
+    step, after = src.source_step(x, dict(sopts), info)
+    if copy is False and step.copies:
+        from ._errors import CopyRequiredError
+
+        raise CopyRequiredError(format_message(
+            f"Converting {info.summary()} to {tgt.name} with {', '.join(f'{k}={v!r}' for k, v in sopts)} "
+            "needs a copy, but copy=False was given.",
+            [f"{step.name}: {step.description}"],
+            hint="allow the copy (copy=None), or apply the option in the source framework first"))
+    rest = tuple(kv for kv in options if kv not in sopts)
+    t = build_template(src, after, tgt, device, dtype, copy, casting, rest)
+    first, then = step.fn, t.run
+
+    def run(y: Any) -> Any:
+        return then(first(y))
+
+    return replace(t, source=info, steps=(step, *t.steps), run=run, options=options,
+                   notes=(*t.notes, f"source option{'s' if len(sopts) > 1 else ''} "
+                          f"{', '.join(f'{k}={v!r}' for k, v in sopts)}: {step.description}"))
 
 
 @overload

@@ -421,14 +421,19 @@ def resolve_device(info: ArrayInfo, tgt: Adapter, src: Adapter, device: Any) -> 
     return d
 
 
-def check_options(tgt: Adapter, options: Any) -> None:
-    """Raise :class:`ArgumentError` for a name in ``options`` that ``tgt`` does not declare."""
-    unknown = [k for k in options if k not in tgt.target_options]
+def check_options(tgt: Adapter, options: Any, src: Adapter | None = None, also: Any = ()) -> None:
+    """Raise :class:`ArgumentError` for a name in ``options`` that ``tgt`` does not declare as a
+    target option (nor ``src`` as a source option, nor ``also`` names)."""
+    sources = src.source_options if src is not None else {}
+    unknown = [k for k in options if k not in tgt.target_options and k not in sources and k not in also]
     if not unknown:
         return
     takes = tgt.target_options
     listed = ([f"{tgt.name} takes: " + "; ".join(f"{k} ({d})" for k, d in takes.items())] if takes
               else [f"{tgt.name} takes no target options"])
+    if src is not None:
+        listed.append(f"{src.name} arrays take: " + "; ".join(f"{k} ({d})" for k, d in sources.items()) if sources
+                      else f"{src.name} arrays take no source options")
     raise ArgumentError(
         format_message(
             f"Unknown target option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for {tgt.name} "
@@ -453,7 +458,7 @@ def build_template(
     from ._dtypes import canonical_name
 
     if options:
-        check_options(tgt, dict(options))
+        check_options(tgt, dict(options), src)
     casting = parse_casting(casting)
 
     if copy not in (None, True, False):

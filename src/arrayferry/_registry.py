@@ -251,6 +251,11 @@ class Registry:
         self.type_cache[tp] = found  # cleared whenever the set of adapters changes
         return found
 
+    def source_option_names(self) -> frozenset[str]:
+        """Every source option a registered adapter declares (``Adapter.source_options``): what a
+        tree's leaves may take before each leaf's own source is known."""
+        return frozenset(n for a in self.adapters.values() for n in a.source_options)
+
     def protocol_adapter_for_type(self, tp: type) -> Adapter | None:
         """The source-only adapter reading objects of type ``tp`` that no registered adapter owns
         (``arrayferry.adapters.protocols``: NumPy scalars, pandas, xarray, ``__dlpack__``,

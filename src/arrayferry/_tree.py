@@ -372,7 +372,7 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
     if options:
         from ._plan import check_options
 
-        check_options(tgt, options)  # so does an unknown option
+        check_options(tgt, options, also=registry().source_option_names())  # so does an unknown option
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
@@ -507,7 +507,7 @@ def plan_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, copy
     if options:
         from ._plan import check_options
 
-        check_options(tgt, options)
+        check_options(tgt, options, also=registry().source_option_names())
     found, kept = leaves(tree)
     okey = _api.options_key(to, device, dtype, copy, casting, options)
     plans: dict[int, Plan] = {}  # id(template) -> the Plan its leaves share

@@ -14,6 +14,8 @@ What is here, by job:
   (mark ``arrayferry_adapters``); target options (``convert(x, "dask", chunks=...)``) are
   declared in ``Adapter.target_options`` and applied by ``Adapter.apply_options``, which raises
   :class:`ArgumentError` for a value the framework cannot take (docs/plugins.md, "Target options");
+  source options (how to read your arrays: Arrow's ``fill_null=``) in ``Adapter.source_options``,
+  applied by ``Adapter.source_step`` (docs/plugins.md, "Source options");
 * **errors**: the exception hierarchy and :func:`format_message`, which writes the
   several-line message every arrayferry error carries (what was asked, what was tried, a ``Hint:``);
 * **dtypes**: the canonical names (:data:`CANONICAL_DTYPES`), their itemsizes (:data:`ITEMSIZE`),

@@ -44,13 +44,15 @@ Nothing here imports pyarrow at import time: it is imported on first conversion.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from arrayferry.plugin import (
     CANONICAL_DTYPES,
     ITEMSIZE,
     Adapter,
+    ArgumentError,
     ArrayInfo,
     Device,
     Step,
@@ -309,6 +311,10 @@ class ArrowAdapter(Adapter):
     dlpack_import = False
     priority = 0
     refines = True  # only to refuse 0-d booleans at planning time (see refine_key)
+    source_options = MappingProxyType({
+        "fill_null": "the value each null becomes (pyarrow.compute.fill_null: a new Arrow array, one copy "
+                     "the plan names); for Array and ChunkedArray",
+    })
 
     # -- detection -------------------------------------------------------------------------
     def native_call(self, source: str, target: str) -> tuple[str, Callable[[Any], Any]] | None:
@@ -405,6 +411,30 @@ class ArrowAdapter(Adapter):
             name = _dtype_name(obj)
             return name if name in ARROW_DTYPES else None
         return None
+
+    def source_step(self, x: Any, options: Mapping[str, Any], info: ArrayInfo) -> tuple[Step, ArrayInfo]:
+        """``fill_null=value``: nulls become ``value`` (a new Arrow array) before the conversion."""
+        pa = _pa()
+        value = options["fill_null"]
+        if isinstance(x, pa.Tensor) or _is_tensor_type(x.type):
+            raise ArgumentError(format_message(
+                f"fill_null= applies to pyarrow Array and ChunkedArray sources, not to a {type(x).__name__}.",
+                hint="fill the tensor's storage yourself (x.storage.flatten().fill_null(v)) and rebuild it, or "
+                "convert the mask pyarrow.compute.is_null(x) separately"))
+        try:
+            scalar = pa.scalar(value, type=x.type)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+            raise ArgumentError(format_message(
+                f"fill_null={value!r} cannot fill an Arrow array of type {x.type}.",
+                [f"pyarrow.scalar({value!r}, type={x.type}) raised {type(exc).__name__}: {exc}"],
+                hint=f"pass a value that Arrow type {x.type} holds exactly")) from exc
+        if info.dtype not in CANONICAL_DTYPES or info.problem is None:
+            # nothing to fill (no null; the signature keeps arrays with nulls apart), or a type that
+            # no fill makes convertible: the plan's own error says so
+            return Step("fill_null", "no null to fill", lambda y: y, copies=False), info
+        return (Step("fill_null", f"nulls become {value!r} (pyarrow.compute.fill_null: a new Arrow array)",
+                     lambda y: y.fill_null(scalar), copies=True),
+                info.with_(problem=None, flags=_flags(x)))
 
     def refine_key(self, source: Adapter, x: Any) -> tuple[tuple[str, Any], ...]:
         """Nothing to add to the key (the import follows each array's ndim at run time), but a 0-d
