@@ -147,6 +147,86 @@ def test_numpy_signature_tells_unit_axis_strides_apart() -> None:
         assert np.array_equal(af.converter("torch")(v).numpy(), v)
 
 
+# -- NumPy's fast key (dtype, flags, shape read by an attrgetter) ---------------------------------------
+def _complex_views() -> tuple[np.ndarray, np.ndarray]:
+    """Two complex128 views of one buffer, same shape, dtype and NumPy flags: one at a multiple of
+    16 bytes, one 8 bytes off (torch's complex<double> needs 16: the second must be copied)."""
+    buf = np.zeros(64, np.uint8)
+    base = -buf.ctypes.data % 16
+    aligned = buf[base:base + 32].view(np.complex128)
+    off = buf[base + 8:base + 40].view(np.complex128)
+    aligned[:] = [1 + 2j, -0.0 - 3j]
+    assert aligned.flags.num == off.flags.num and aligned.shape == off.shape and aligned.dtype == off.dtype
+    return aligned, off
+
+
+@pytest.mark.parametrize("first", ["aligned", "off"])
+@pytest.mark.parametrize("how", ["convert", "converter"])
+def test_fast_key_leaves_complex_views_to_the_signature(fresh_cache: None, first: str, how: str) -> None:
+    """A complex view's alignment depends on its data pointer, which the fast key does not read:
+    arrays equal in dtype, flags and shape still get their own plans, in either order."""
+    aligned, off = _complex_views()
+    to_torch = af.converter("torch") if how == "converter" else (lambda a: af.convert(a, "torch"))
+    order = [aligned, off] if first == "aligned" else [off, aligned]
+    for a in order * 2:
+        got = to_torch(a)
+        assert _bits(got) == a.tobytes()
+        assert _shares(got, a) == af.plan(a, "torch").zero_copy
+    assert af.plan(aligned, "torch").zero_copy and not af.plan(off, "torch").zero_copy
+
+
+@pytest.mark.parametrize("how", ["convert", "converter"])
+def test_fast_key_keeps_flags_and_unit_axes_apart(fresh_cache: None, how: str) -> None:
+    """Same dtype and shape, other flags (read-only, Fortran order) or odd strides on a length-1
+    axis: each gets its own plan, whichever came first."""
+    to_torch = af.converter("torch") if how == "converter" else (lambda a: af.convert(a, "torch"))
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ro = x.copy()
+    ro.flags.writeable = False
+    fo = np.asfortranarray(x)
+    buf = np.arange(12, dtype=np.float32)
+    unit = [np.lib.stride_tricks.as_strided(buf, shape=(3, 1), strides=(4, s)) for s in (4, 1001, -4)]
+    for a in [x, ro, fo, *unit, x, ro, fo, *unit]:
+        got = to_torch(a)
+        assert np.array_equal(got.numpy(), a) and tuple(got.shape) == a.shape
+        p = af.plan(a, "torch")
+        assert _shares(got, a) == p.zero_copy
+        if not a.flags.writeable:
+            assert not _shares(got, a)
+
+
+def test_fast_key_plans_once_for_many_shapes(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contiguous arrays of one dtype and many shapes share one plan (the fast key holds the shape,
+    the signature does not), and the fast keys kept per type are bounded."""
+    monkeypatch.setattr(_api, "_MAX_FAST", 8)
+    to_torch = af.converter("torch")
+    for n in range(2, 40):
+        a = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        t = to_torch(a)
+        assert t.data_ptr() == a.ctypes.data and np.array_equal(t.numpy(), a)
+        af.convert(a, "torch")
+    assert _api.cache_size() == 1
+    te = _api._CACHE["torch"][np.ndarray]
+    assert te[1] is not te[3] and len(te[1]) <= 8
+
+
+def test_fast_key_hit_failures_are_worded(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached run that fails on the hot path (found by its fast key) is reported from its plan,
+    as for any cached run."""
+    x = np.arange(4, dtype=np.float32)
+    af.convert(x, "torch")
+    te = _api._CACHE["torch"][np.ndarray]
+    key = te[0](x)
+
+    def broken(y: Any) -> Any:
+        raise ValueError("boom")
+
+    te[1][key] = broken
+    with pytest.raises(af.ArrayFerryError, match="numpy float32") as info:
+        af.convert(x, "torch")
+    assert "boom" in str(info.value) and isinstance(info.value.__cause__, ValueError)
+
+
 _DTYPES = ["float32", "float64", "int64", "int8", "bool", "complex64", "float16", "uint8"]
 
 
