@@ -231,37 +231,70 @@ _DTYPES = ["float32", "float64", "int64", "int8", "bool", "complex64", "float16"
 
 
 @st.composite
-def _numpy_arrays(draw: Any) -> np.ndarray:
-    dt = np.dtype(draw(st.sampled_from(_DTYPES)))
-    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=3)))
+def _numpy_arrays(draw: Any, dtype: str | None = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    dt = np.dtype(dtype or draw(st.sampled_from(_DTYPES)))
+    if shape is None:
+        shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=3)))
     a = (np.arange(int(np.prod(shape)) or 0) % 7).astype(dt).reshape(shape)
     if draw(st.booleans()) and a.ndim:
         a = a[::-1] if draw(st.booleans()) else np.asfortranarray(a)
     if draw(st.booleans()):
         a = a.astype(a.dtype.newbyteorder(">")) if a.dtype.kind not in "b" and a.dtype.itemsize > 1 else a
+    if draw(st.booleans()) and a.dtype.isnative:  # a view at a byte offset (complex: maybe misaligned for torch)
+        off = draw(st.sampled_from([0, a.dtype.itemsize // 2, a.dtype.itemsize])) if a.dtype.kind == "c" else 0
+        buf = np.zeros(a.nbytes + 2 * a.dtype.itemsize + 16, np.uint8)
+        start = -buf.ctypes.data % 16 + off
+        v = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+        v[...] = a
+        a = v
+    if draw(st.booleans()) and a.ndim:  # a length-1 axis with an odd stride (contiguity flags ignore it)
+        base = np.ascontiguousarray(a)
+        a = np.lib.stride_tricks.as_strided(base, shape=(1, *base.shape), strides=(draw(st.sampled_from([0, 8, 1001, -4])), *base.strides))
     if draw(st.booleans()):
         a = a.copy() if not a.flags.writeable else a
         a.flags.writeable = False
     return a
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(_numpy_arrays(), min_size=1, max_size=6))
-def test_converter_agrees_with_convert_for_any_sequence(arrays: list[np.ndarray]) -> None:
-    """Whatever order arrays of any dtype, layout, byte order and writability come in, a converter
-    gives what a fresh plan gives: values bit for bit, dtype, and memory shared exactly when the
-    plan says zero-copy."""
+def _check_sequence(arrays: list[np.ndarray]) -> None:
     to_torch = af.converter("torch")
     for a in arrays:
-        got = to_torch(a)
         p = af.plan(a, "torch")
         want = p.execute(a)
-        assert got.dtype == want.dtype and tuple(got.shape) == a.shape
-        assert _bits(got) == _bits(want)
-        if a.size:
-            assert _shares(got, a) == p.zero_copy
-        if not a.flags.writeable and a.size:
-            assert not _shares(got, a)
+        for got in (to_torch(a), af.convert(a, "torch")):  # both go through NumPy's fast key first
+            assert got.dtype == want.dtype and tuple(got.shape) == a.shape
+            assert _bits(got) == _bits(want)
+            if a.size:
+                assert _shares(got, a) == p.zero_copy
+            if not a.flags.writeable and a.size:
+                assert not _shares(got, a)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(_numpy_arrays(), min_size=1, max_size=6))
+def test_converter_agrees_with_convert_for_any_sequence(arrays: list[np.ndarray]) -> None:
+    """Whatever order arrays of any dtype, layout, byte order, writability, offset (complex views
+    misaligned for torch) and length-1-axis strides come in, a converter and convert give what a
+    fresh plan gives: values bit for bit, dtype, and memory shared exactly when the
+    plan says zero-copy."""
+    _check_sequence(arrays)
+
+
+@st.composite
+def _same_dtype_and_shape(draw: Any) -> list[np.ndarray]:
+    """Arrays of one dtype and shape, each in its own layout: what NumPy's fast key (dtype, flags,
+    shape) can confuse unless it leaves them to the signature."""
+    dt = draw(st.sampled_from(_DTYPES))
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)))
+    return draw(st.lists(_numpy_arrays(dt, shape), min_size=2, max_size=6))
+
+
+@settings(max_examples=120, deadline=None)
+@given(_same_dtype_and_shape())
+def test_fast_key_agrees_with_the_signature(arrays: list[np.ndarray]) -> None:
+    """Arrays that agree in dtype and shape but not in layout, offset or writability, in any
+    order: each conversion is what its own plan gives (see the test above)."""
+    _check_sequence(arrays)
 
 
 # -- one cache for everything ----------------------------------------------------------------------
