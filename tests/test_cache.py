@@ -485,3 +485,21 @@ def test_masked_arrays_still_refused() -> None:
     with pytest.raises(af.UnsupportedArrayError) as info:
         conv(m)
     assert "masked" in str(info.value)
+
+
+def test_convert_keeps_its_signature_with_the_options_read_off_the_hot_path() -> None:
+    """convert's hot path takes ``**kw`` (keyword-only defaults cost a call 70 ns to fill in): its
+    documented signature, keyword-only options and errors stay those of the options version."""
+    import inspect
+
+    params = inspect.signature(af.convert).parameters
+    assert list(params) == ["x", "to", "device", "dtype", "copy", "stream", "casting", "options"]
+    assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in ("device", "dtype", "copy", "stream", "casting"))
+    x = np.arange(4, dtype=np.float32)
+    with pytest.raises(TypeError):
+        af.convert(x, "torch", "cpu")  # type: ignore[call-overload]
+    with pytest.raises(af.ArgumentError, match="chunks"):
+        af.convert(x, "torch", chunks=2)
+    t = af.convert(x, "torch", copy=None)  # the default, spelled out: the same plan as convert(x, "torch")
+    assert t.data_ptr() == x.ctypes.data and af.convert(x, "torch").data_ptr() == x.ctypes.data
+    assert af.convert(x, to="torch", dtype="float64").dtype == torch.float64
