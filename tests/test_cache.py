@@ -147,41 +147,154 @@ def test_numpy_signature_tells_unit_axis_strides_apart() -> None:
         assert np.array_equal(af.converter("torch")(v).numpy(), v)
 
 
+# -- NumPy's fast key (dtype, flags, shape read by an attrgetter) ---------------------------------------
+def _complex_views() -> tuple[np.ndarray, np.ndarray]:
+    """Two complex128 views of one buffer, same shape, dtype and NumPy flags: one at a multiple of
+    16 bytes, one 8 bytes off (torch's complex<double> needs 16: the second must be copied)."""
+    buf = np.zeros(64, np.uint8)
+    base = -buf.ctypes.data % 16
+    aligned = buf[base:base + 32].view(np.complex128)
+    off = buf[base + 8:base + 40].view(np.complex128)
+    aligned[:] = [1 + 2j, -0.0 - 3j]
+    assert aligned.flags.num == off.flags.num and aligned.shape == off.shape and aligned.dtype == off.dtype
+    return aligned, off
+
+
+@pytest.mark.parametrize("first", ["aligned", "off"])
+@pytest.mark.parametrize("how", ["convert", "converter"])
+def test_fast_key_leaves_complex_views_to_the_signature(fresh_cache: None, first: str, how: str) -> None:
+    """A complex view's alignment depends on its data pointer, which the fast key does not read:
+    arrays equal in dtype, flags and shape still get their own plans, in either order."""
+    aligned, off = _complex_views()
+    to_torch = af.converter("torch") if how == "converter" else (lambda a: af.convert(a, "torch"))
+    order = [aligned, off] if first == "aligned" else [off, aligned]
+    for a in order * 2:
+        got = to_torch(a)
+        assert _bits(got) == a.tobytes()
+        assert _shares(got, a) == af.plan(a, "torch").zero_copy
+    assert af.plan(aligned, "torch").zero_copy and not af.plan(off, "torch").zero_copy
+
+
+@pytest.mark.parametrize("how", ["convert", "converter"])
+def test_fast_key_keeps_flags_and_unit_axes_apart(fresh_cache: None, how: str) -> None:
+    """Same dtype and shape, other flags (read-only, Fortran order) or odd strides on a length-1
+    axis: each gets its own plan, whichever came first."""
+    to_torch = af.converter("torch") if how == "converter" else (lambda a: af.convert(a, "torch"))
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ro = x.copy()
+    ro.flags.writeable = False
+    fo = np.asfortranarray(x)
+    buf = np.arange(12, dtype=np.float32)
+    unit = [np.lib.stride_tricks.as_strided(buf, shape=(3, 1), strides=(4, s)) for s in (4, 1001, -4)]
+    for a in [x, ro, fo, *unit, x, ro, fo, *unit]:
+        got = to_torch(a)
+        assert np.array_equal(got.numpy(), a) and tuple(got.shape) == a.shape
+        p = af.plan(a, "torch")
+        assert _shares(got, a) == p.zero_copy
+        if not a.flags.writeable:
+            assert not _shares(got, a)
+
+
+def test_fast_key_plans_once_for_many_shapes(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contiguous arrays of one dtype and many shapes share one plan (the fast key holds the shape,
+    the signature does not), and the fast keys kept per type are bounded."""
+    monkeypatch.setattr(_api, "_MAX_FAST", 8)
+    to_torch = af.converter("torch")
+    for n in range(2, 40):
+        a = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        t = to_torch(a)
+        assert t.data_ptr() == a.ctypes.data and np.array_equal(t.numpy(), a)
+        af.convert(a, "torch")
+    assert _api.cache_size() == 1
+    te = _api._CACHE["torch"][np.ndarray]
+    assert te[1] is not te[3] and len(te[1]) <= 8
+
+
+def test_fast_key_hit_failures_are_worded(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached run that fails on the hot path (found by its fast key) is reported from its plan,
+    as for any cached run."""
+    x = np.arange(4, dtype=np.float32)
+    af.convert(x, "torch")
+    te = _api._CACHE["torch"][np.ndarray]
+    key = te[0](x)
+
+    def broken(y: Any) -> Any:
+        raise ValueError("boom")
+
+    te[1][key] = broken
+    with pytest.raises(af.ArrayFerryError, match="numpy float32") as info:
+        af.convert(x, "torch")
+    assert "boom" in str(info.value) and isinstance(info.value.__cause__, ValueError)
+
+
 _DTYPES = ["float32", "float64", "int64", "int8", "bool", "complex64", "float16", "uint8"]
 
 
 @st.composite
-def _numpy_arrays(draw: Any) -> np.ndarray:
-    dt = np.dtype(draw(st.sampled_from(_DTYPES)))
-    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=3)))
+def _numpy_arrays(draw: Any, dtype: str | None = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    dt = np.dtype(dtype or draw(st.sampled_from(_DTYPES)))
+    if shape is None:
+        shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=3)))
     a = (np.arange(int(np.prod(shape)) or 0) % 7).astype(dt).reshape(shape)
     if draw(st.booleans()) and a.ndim:
         a = a[::-1] if draw(st.booleans()) else np.asfortranarray(a)
     if draw(st.booleans()):
         a = a.astype(a.dtype.newbyteorder(">")) if a.dtype.kind not in "b" and a.dtype.itemsize > 1 else a
+    if draw(st.booleans()) and a.dtype.isnative:  # a view at a byte offset (complex: maybe misaligned for torch)
+        off = draw(st.sampled_from([0, a.dtype.itemsize // 2, a.dtype.itemsize])) if a.dtype.kind == "c" else 0
+        buf = np.zeros(a.nbytes + 2 * a.dtype.itemsize + 16, np.uint8)
+        start = -buf.ctypes.data % 16 + off
+        v = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+        v[...] = a
+        a = v
+    if draw(st.booleans()) and a.ndim:  # a length-1 axis with an odd stride (contiguity flags ignore it)
+        base = np.ascontiguousarray(a)
+        a = np.lib.stride_tricks.as_strided(base, shape=(1, *base.shape), strides=(draw(st.sampled_from([0, 8, 1001, -4])), *base.strides))
     if draw(st.booleans()):
         a = a.copy() if not a.flags.writeable else a
         a.flags.writeable = False
     return a
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(_numpy_arrays(), min_size=1, max_size=6))
-def test_converter_agrees_with_convert_for_any_sequence(arrays: list[np.ndarray]) -> None:
-    """Whatever order arrays of any dtype, layout, byte order and writability come in, a converter
-    gives what a fresh plan gives: values bit for bit, dtype, and memory shared exactly when the
-    plan says zero-copy."""
+def _check_sequence(arrays: list[np.ndarray]) -> None:
     to_torch = af.converter("torch")
     for a in arrays:
-        got = to_torch(a)
         p = af.plan(a, "torch")
         want = p.execute(a)
-        assert got.dtype == want.dtype and tuple(got.shape) == a.shape
-        assert _bits(got) == _bits(want)
-        if a.size:
-            assert _shares(got, a) == p.zero_copy
-        if not a.flags.writeable and a.size:
-            assert not _shares(got, a)
+        for got in (to_torch(a), af.convert(a, "torch")):  # both go through NumPy's fast key first
+            assert got.dtype == want.dtype and tuple(got.shape) == a.shape
+            assert _bits(got) == _bits(want)
+            if a.size:
+                assert _shares(got, a) == p.zero_copy
+            if not a.flags.writeable and a.size:
+                assert not _shares(got, a)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(_numpy_arrays(), min_size=1, max_size=6))
+def test_converter_agrees_with_convert_for_any_sequence(arrays: list[np.ndarray]) -> None:
+    """Whatever order arrays of any dtype, layout, byte order, writability, offset (complex views
+    misaligned for torch) and length-1-axis strides come in, a converter and convert give what a
+    fresh plan gives: values bit for bit, dtype, and memory shared exactly when the
+    plan says zero-copy."""
+    _check_sequence(arrays)
+
+
+@st.composite
+def _same_dtype_and_shape(draw: Any) -> list[np.ndarray]:
+    """Arrays of one dtype and shape, each in its own layout: what NumPy's fast key (dtype, flags,
+    shape) can confuse unless it leaves them to the signature."""
+    dt = draw(st.sampled_from(_DTYPES))
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)))
+    return draw(st.lists(_numpy_arrays(dt, shape), min_size=2, max_size=6))
+
+
+@settings(max_examples=120, deadline=None)
+@given(_same_dtype_and_shape())
+def test_fast_key_agrees_with_the_signature(arrays: list[np.ndarray]) -> None:
+    """Arrays that agree in dtype and shape but not in layout, offset or writability, in any
+    order: each conversion is what its own plan gives (see the test above)."""
+    _check_sequence(arrays)
 
 
 # -- one cache for everything ----------------------------------------------------------------------
@@ -372,3 +485,21 @@ def test_masked_arrays_still_refused() -> None:
     with pytest.raises(af.UnsupportedArrayError) as info:
         conv(m)
     assert "masked" in str(info.value)
+
+
+def test_convert_keeps_its_signature_with_the_options_read_off_the_hot_path() -> None:
+    """convert's hot path takes ``**kw`` (keyword-only defaults cost a call 70 ns to fill in): its
+    documented signature, keyword-only options and errors stay those of the options version."""
+    import inspect
+
+    params = inspect.signature(af.convert).parameters
+    assert list(params) == ["x", "to", "device", "dtype", "copy", "stream", "casting", "options"]
+    assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in ("device", "dtype", "copy", "stream", "casting"))
+    x = np.arange(4, dtype=np.float32)
+    with pytest.raises(TypeError):
+        af.convert(x, "torch", "cpu")  # type: ignore[call-overload]
+    with pytest.raises(af.ArgumentError, match="chunks"):
+        af.convert(x, "torch", chunks=2)
+    t = af.convert(x, "torch", copy=None)  # the default, spelled out: the same plan as convert(x, "torch")
+    assert t.data_ptr() == x.ctypes.data and af.convert(x, "torch").data_ptr() == x.ctypes.data
+    assert af.convert(x, to="torch", dtype="float64").dtype == torch.float64

@@ -375,6 +375,16 @@ class Adapter:
         """Whether arrays of type ``tp`` belong to this framework (``self.module`` is imported)."""
         return False
 
+    #: Optional, for the hot path: a callable without a Python frame (an ``operator.attrgetter``)
+    #: whose key is looked up before ``signature`` is called. Where :meth:`fast_key_complete` says
+    #: the key alone decides the signature, the plan cache keeps the signature's plan under the key
+    #: too; for other keys ``signature`` is computed on every call, as without a fast key.
+    fast_key: Callable[[Any], Hashable] | None = None
+
+    def fast_key_complete(self, key: Any) -> bool:
+        """Whether every array with this :attr:`fast_key` has the same :meth:`signature`."""
+        return False
+
     def signature(self, x: Any) -> Hashable:
         """A cheap hashable key: arrays with equal keys get the same plan. Default: ``describe``."""
         info = self.describe(x)

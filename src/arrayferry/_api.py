@@ -7,6 +7,7 @@ composed step functions. Hooks run only when a new signature is planned.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -33,7 +34,7 @@ _hooked = False
 # ------------------------------------------------------------------------------------------------
 # The plan cache: the one place plans are looked up, created and blamed for failures.
 #
-#   _CACHE[options_key(to, ...)][type(x)] = (signature function, {signature: run}, source adapter)
+#   _CACHE[options_key(to, ...)][type(x)] = (key function, {key: run}, source adapter, {signature: run})
 #   _TEMPLATES[(options key, source adapter, signature)] = y -> the Template that runs for y
 #
 # ``convert``, :func:`converter` (and through it ``convert_tree`` and ``@accepts``), ``plan_tree``
@@ -41,9 +42,16 @@ _hooked = False
 # dicts inline (their hot path), and call :func:`lookup` on a miss. A *run* is the plan's composed
 # step function (``Template.run``), or for refining targets a dispatcher that plans once per
 # ``refine_key``. Failures of a cached run are worded by :func:`raise_failed` from its template.
+#
+# The key function is the adapter's ``signature``, and the two dicts are one, unless the adapter
+# has a ``fast_key`` (a C-level attrgetter: NumPy's dtype, flags and shape): then the first dict
+# maps fast keys to the signature's run where the key decides the signature
+# (``fast_key_complete``), and to a dispatcher computing the signature where it does not.
 
-#: What one options key caches per source type: (signature function, {signature: run}, adapter).
-TypeEntry = tuple[Callable[[Any], Hashable], dict[Hashable, Callable[[Any], Any]], Adapter]
+#: What one options key caches per source type: (key function, {key: run}, adapter, {signature: run}).
+TypeEntry = tuple[Callable[[Any], Hashable], dict[Hashable, Callable[[Any], Any]], Adapter,
+                  dict[Hashable, Callable[[Any], Any]]]
+_MAX_FAST = 1024  # fast keys per type entry (they hold shapes: a loop over many shapes must not grow it)
 
 _CACHE: dict[Hashable, dict[type, TypeEntry]] = {}
 _TEMPLATES: dict[tuple[Hashable, Adapter, Hashable], Callable[[Any], Template]] = {}
@@ -104,7 +112,7 @@ def _example_target(to: Any, device: Any) -> tuple[str, Any] | None:
 
 def cache_size() -> int:
     """How many plans (runs) the cache holds."""
-    return sum(len(te[1]) for types in _CACHE.values() for te in types.values())
+    return sum(len(te[3]) for types in _CACHE.values() for te in types.values())
 
 
 def clear_cache() -> None:
@@ -160,20 +168,71 @@ def lookup(okey: Hashable, x: Any, types: dict[type, TypeEntry] | None = None,
         return _planning_run(okey), _TYPES.get(type(x)) or _source_adapter(x), None
     te = types.get(type(x))
     if te is None:
-        src = _TYPES.get(type(x)) or _source_adapter(x)
-        te = types[type(x)] = (src.signature, {}, src)
-    sigfn, runs, src = te
-    sig = sigfn(x)
+        te = types[type(x)] = _type_entry(x)
+    keyfn, fast, src, runs = te
+    if fast is runs:
+        sig = keyfn(x)
+        try:
+            run = runs.get(sig)
+        except TypeError:
+            return _planning_run(okey), src, sig
+        if run is None:
+            run = _run_for(okey, src, sig, te, types, x)
+        return run, src, sig
+    key = keyfn(x)
+    sig = src.signature(x)
     try:
         run = runs.get(sig)
     except TypeError:
         return _planning_run(okey), src, sig
     if run is None:
-        if _count >= _MAX_PLANS:
-            clear_cache()
-            types[type(x)] = te  # runs was emptied in place
-        run = _new_entry(okey, src, sig, runs, x)
+        run = _run_for(okey, src, sig, te, types, x)
+    if len(fast) >= _MAX_FAST:
+        fast.clear()
+    try:
+        if src.fast_key_complete(key):
+            fast[key] = run
+        elif key not in fast:
+            fast[key] = _by_signature(okey, te, types)
+    except TypeError:  # a key that cannot be hashed: the signature decides on every call
+        pass
     return run, src, sig
+
+
+def _type_entry(x: Any) -> TypeEntry:
+    """A new, empty cache entry for arrays of ``type(x)``."""
+    src = _TYPES.get(type(x)) or _source_adapter(x)
+    runs: dict[Hashable, Callable[[Any], Any]] = {}
+    if src.fast_key is None:
+        return (src.signature, runs, src, runs)
+    return (src.fast_key, {}, src, runs)
+
+
+def _run_for(okey: Hashable, src: Adapter, sig: Hashable, te: TypeEntry, types: dict[type, TypeEntry],
+             x: Any) -> Callable[[Any], Any]:
+    """Plan ``x`` (signature ``sig``) into ``te``'s runs, clearing the cache first when it is full."""
+    runs = te[3]
+    if _count >= _MAX_PLANS:
+        clear_cache()
+        types[type(x)] = te
+        te[1].clear()
+        runs.clear()
+    return _new_entry(okey, src, sig, runs, x)
+
+
+def _by_signature(okey: Hashable, te: TypeEntry, types: dict[type, TypeEntry]) -> Callable[[Any], Any]:
+    """The run kept under a fast key that does not decide the signature: it computes the
+    signature and runs its plan (planning it on a miss)."""
+    src, runs = te[2], te[3]
+    sigfn = src.signature
+
+    def by_signature(y: Any) -> Any:
+        run = runs.get(sigfn(y))
+        if run is None:
+            run = lookup(okey, y, types)[0]
+        return run(y)
+
+    return by_signature
 
 
 def _worded(run: Callable[[Any], Any], okey: Hashable, src: Adapter, sig: Hashable) -> Callable[[Any], Any]:
@@ -257,8 +316,11 @@ def _new_entry(okey: Hashable, src: Adapter, sig: Hashable, runs: dict[Hashable,
 def failed(okey: Hashable, src: Adapter, sig: Hashable, exc: Exception, x: Any = _NOTHING) -> Exception:
     """The error for a cached run (options key ``okey``, source ``src``, signature ``sig``) that
     raised ``exc`` while running on ``x`` (described from ``x`` itself, not from the array the plan
-    was cached for): the one place such failures are worded."""
+    was cached for): the one place such failures are worded. ``sig`` may be a fast key (the
+    hot path's): the signature of ``x`` is computed again."""
     try:
+        if x is not _NOTHING and src.fast_key is not None:
+            sig = src.signature(x)
         get_template = _TEMPLATES.get((okey, src, sig))
         if get_template is None:
             return exc
@@ -402,8 +464,7 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
             stream: Any = None, casting: str | None = None, **options: Any) -> Any: ...
 
 
-def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
-            stream: Any = None, casting: str | None = None, **options: Any) -> Any:
+def convert(x: Any, to: Any, **kw: Any) -> Any:
     """Convert ``x`` to framework ``to`` by the cheapest correct route.
 
     :param x: an array of any registered framework, or an object no plugin owns that speaks an
@@ -436,17 +497,38 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         are planned on every call).
     :returns: the converted array. ``plan(x, ...)`` says how it will be done.
     """
+    # the hot path: no options (keyword-only defaults cost 70 ns a call to fill in, so the options
+    # are read by _convert, whose signature is convert's), two dict reads, the signature and one
+    # more dict read (see the plan cache above)
+    if kw:
+        return _convert(x, to, **kw)
+    try:
+        sigfn, runs, src, _ = _CACHE[to][type(x)]
+        sig = sigfn(x)
+        run = runs[sig]
+    except (KeyError, TypeError):  # a miss, or a `to` or signature that cannot be hashed
+        run, src, sig = lookup(to, x)
+    try:
+        return run(x)
+    except ArrayFerryError:
+        raise
+    except Exception as exc:  # foreign errors: see _plan.failure
+        raise_failed(to, src, sig, exc, x)
+
+
+def _convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: bool | None = None,
+             stream: Any = None, casting: str | None = None, **options: Any) -> Any:
+    """:func:`convert` with options (its signature is convert's, see ``convert.__signature__``)."""
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
         with using_stream(parse_stream(stream)):
             return convert(x, to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
-    # the hot path: options_key(to) is `to` itself for the default options; then two dict reads,
-    # the signature and one more dict read (see the plan cache above)
+    # options_key(to) is `to` itself for the default options (convert(x, to, copy=None))
     okey = (to if device is None and dtype is None and copy is None and casting is None and not options
             else options_key(to, device, dtype, copy, casting, options))
     try:
-        sigfn, runs, src = _CACHE[okey][type(x)]
+        sigfn, runs, src, _ = _CACHE[okey][type(x)]
         sig = sigfn(x)
         run = runs[sig]
     except (KeyError, TypeError):  # a miss, or options/signature that cannot be hashed
@@ -457,6 +539,9 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         raise
     except Exception as exc:  # foreign errors: see _plan.failure
         raise_failed(okey, src, sig, exc, x)
+
+
+convert.__signature__ = inspect.signature(_convert)  # type: ignore[attr-defined]
 
 
 def _uncached(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None, casting: str | None,
@@ -510,7 +595,7 @@ def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | No
 
     def conv(x: Any) -> Any:
         try:
-            sigfn, runs, src = types[type(x)]
+            sigfn, runs, src, _ = types[type(x)]
             sig = sigfn(x)
             run = runs[sig]
         except (KeyError, TypeError):

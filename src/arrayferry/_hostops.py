@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-from fractions import Fraction
 from typing import Any
 
 from ._dtypes import ITEMSIZE, ML_DTYPES, kind_of, numpy_dtype
@@ -281,6 +280,8 @@ def _bounds(src: str, dst: str) -> tuple[Any, Any] | None:
     """Inclusive bounds ``(lo, hi)`` on the values of a real ``src`` array whose cast to the real
     ``dst`` stays in range (as ``src`` scalars, or Python ints), computed once per pair and
     verified by casting the bounds and their neighbours; ``None`` when no bound applies."""
+    from fractions import Fraction  # 0.7 ms to import: only casts with a range check need it
+
     import numpy as np
 
     ks, kd = kind_of(src), kind_of(dst)

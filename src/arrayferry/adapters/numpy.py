@@ -6,6 +6,7 @@ result stays read-only). It cannot hold device memory.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -91,6 +92,15 @@ class NumpyAdapter(Adapter):
     def owns(self, tp: type) -> bool:
         np = sys.modules["numpy"]
         return issubclass(tp, np.ndarray)
+
+    #: dtype, flags and shape, read without a Python frame (about half the cost of ``signature``)
+    fast_key = operator.attrgetter("dtype", "flags.num", "shape")
+
+    def fast_key_complete(self, key: Any) -> bool:
+        # signature's first case: contiguous and no axis of length 0 or 1 (strides follow from
+        # shape and dtype), and no complex view (whose alignment depends on the data pointer)
+        dt, n, sh = key
+        return bool(n & 3) and 1 not in sh and 0 not in sh and not (n & _ALIGNED and not n & _OWNDATA and dt.kind == "c")
 
     def signature(self, x: Any) -> Hashable:
         n = x.flags.num
