@@ -201,8 +201,8 @@ def render_matrix(entry: dict[str, Any]) -> str:
         tally += " (not: " + "; ".join(_cell(r["name"]) for r in bad) + ")"
     if refused:
         tally += f"; {len(refused)} refused or failed"
-    tally += (f". On the same cells the native call raised {len(fails)} times and returned a wrong or unsafe "
-              f"result {len(wrong)} times.")
+    tally += (f". On the same cells the native call raised on {len(fails)} and returned a wrong or unsafe result "
+              f"on {len(wrong)}.")
     lines += ["", tally]
     return "\n".join(lines)
 
