@@ -401,6 +401,7 @@ EXTRA: list[tuple[str, str]] = [
     ("convert_tree", "benchmarks/bench_tree.py"),
     ("dask", "plugins/arrayferry-dask/benchmarks/bench_dask.py"),
     ("protocols", "benchmarks/bench_protocols.py"),
+    ("matrix", "benchmarks/bench_matrix.py"),
 ]
 
 

@@ -11,7 +11,10 @@ The record, ``docs/data/bench.json``, keeps the latest run of each benchmark lab
 environment it ran in, so labels measured on different runs keep their own date, machine and
 versions. Each ``<!-- bench:NAME:begin -->`` ... ``<!-- bench:NAME:end -->`` block of the page is
 rendered from it: ``main`` holds the labels of :data:`GROUPS` ``["main"]`` (the hot path, the
-first call, copies, import), any other NAME the label of that name. A table row shows the figure,
+first call, copies, import), any other NAME the label of that name; ``dask`` (workers, copy
+policy, seconds beside the identity graph) and ``matrix`` (the numpy <-> torch cells of
+``arrayferry matrix --json``: route, zero-copy, steps, convert beside the native call or why the
+native call FAILS or is WRONG) have their own tables (:data:`RENDERERS`). A table row shows the figure,
 the baseline measured in the same run, the ratio or difference, and the target with **pass** or
 **missed**; no figure on the page is typed by hand. ``--check`` renders into memory and exits 1
 when the page differs (or a recorded label has no block), like the other generators.
@@ -23,6 +26,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +113,104 @@ def render_block(record: dict[str, Any], labels: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _seconds(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def render_dask(entry: dict[str, Any]) -> str:
+    """The ``dask`` label (``plugins/arrayferry-dask/benchmarks/bench_dask.py``): one row per worker
+    count and copy policy, the conversion's graph beside the identity graph of the same run."""
+    rows = entry["results"]
+    repeats = {r["repeat"] for r in rows}
+    median = f"median of {repeats.pop()}" if len(repeats) == 1 else "median"
+    lines = [_env_line(entry["environment"], entry["command"]), "",
+             f"| workers | copy | chunks | MiB | seconds ({median}) | identity baseline | over the baseline | GB/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        copy = r["copy"] if "copy" in r else r["name"].rsplit("copy=", 1)[-1]
+        how = "None (zero-copy per chunk)" if copy in (None, "None") else str(copy)
+        lines.append(f"| {r['workers']} | {how} | {r['chunks']} | {r['bytes'] / 2**20:.0f} | {_seconds(r['seconds'])} | "
+                     f"{_seconds(r['baseline_seconds'])} | {r['seconds'] - r['baseline_seconds']:+.3f} | "
+                     f"{r['gb_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def _native_cell(r: dict[str, Any]) -> str:
+    status, note = r.get("native_status"), r.get("native_note") or ""
+    if status == "ok":
+        return _num(r.get("baseline"), r.get("unit", "us"))
+    if status == "fails":
+        return f"FAILS ({_cell(note.split(':', 1)[0])})"
+    if status == "wrong":
+        return f"WRONG ({_cell(note)})"
+    if status == "not run":
+        return f"not run ({_cell(note)})"
+    return "no native call"
+
+
+def render_matrix(entry: dict[str, Any]) -> str:
+    """The ``matrix`` label (``benchmarks/bench_matrix.py``, ``arrayferry matrix --json``): one table
+    per (source, target) pair of the cells that ran, then the cells the source cannot hold, and a
+    tally of what the run checked (values bit for bit, memory shared exactly when planned)."""
+    rows = entry["results"]
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        pairs.setdefault((r["source"], r["to"]), []).append(r)
+    repeats = sorted({r["repeat"] for r in rows})
+    commands = sorted({r["command"] for r in rows})
+    lines = [_env_line(entry["environment"], entry["command"]), "",
+             f"Cells of `{'`, `'.join(commands)}` (run in a fresh process); times are medians of "
+             f"{' or '.join(map(str, repeats))} batches."]
+    for (src, to), cells in pairs.items():
+        ran = [r for r in cells if r["status"] != "n/a"]
+        natives = sorted({r["native"] for r in ran if r.get("native")})
+        lines += ["", f"| {_cell(src)} → {_cell(to)} | route | zero-copy | steps | convert | "
+                      f"{' / '.join(f'`{n}`' for n in natives) or 'native call'} | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in ran:
+            case = f"`{r['case']}`: {_cell(r['description'])}"
+            if r["status"] != "ok":
+                lines.append(f"| {case} | {r['status']} | | {_cell(r.get('reason') or '')} | | {_native_cell(r)} | |")
+                continue
+            zero = "yes" if r["zero_copy"] else "no"
+            if r.get("plan_honest") is False:
+                zero += " (memory disagrees with the plan)"
+            steps = " → ".join(f"`{s}`" for s in r["steps"])
+            conv = _num(r.get("value"), r.get("unit", "us"))
+            if r.get("values_ok") is False:
+                conv = f"WRONG VALUES ({_cell(r.get('reason') or '')}) {conv}"
+            ratio = f"{r['ratio']:.1f}×" if r.get("ratio") is not None else ""
+            lines.append(f"| {case} | {r['route']} | {zero} | {steps} | {conv} | {_native_cell(r)} | {ratio} |")
+        na: dict[str, list[str]] = {}
+        for r in cells:
+            if r["status"] == "n/a":
+                na.setdefault(r.get("reason") or "not applicable", []).append(f"`{r['case']}`")
+        for reason, names in na.items():
+            lines += ["", f"n/a with {_cell(src)} as the source: {', '.join(names)}; {_cell(reason)}."]
+    ran = [r for r in rows if r["status"] == "ok"]
+    same = [r for r in ran if r.get("values_ok") is True]
+    compared = [r for r in ran if r.get("plan_honest") is not None]
+    honest = [r for r in compared if r["plan_honest"]]
+    bad = [r for r in ran if r.get("values_ok") is not True or r.get("plan_honest") is False]
+    refused = [r for r in rows if r["status"] in ("refused", "error")]
+    fails = [r for r in ran if r.get("native_status") == "fails"]
+    wrong = [r for r in ran if r.get("native_status") == "wrong"]
+    tally = (f"{len(ran)} cells converted: {len(same)} returned the source's values bit for bit; memory was "
+             f"shared exactly when the plan said so in {len(honest)} of the {len(compared)} with pointers to compare")
+    if bad:
+        tally += " (not: " + "; ".join(_cell(r["name"]) for r in bad) + ")"
+    if refused:
+        tally += f"; {len(refused)} refused or failed"
+    tally += (f". On the same cells the native call raised on {len(fails)} and returned a wrong or unsafe result "
+              f"on {len(wrong)}.")
+    lines += ["", tally]
+    return "\n".join(lines)
+
+
+#: blocks with their own table (block name -> renderer of the label of that name)
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"dask": render_dask, "matrix": render_matrix}
+
+
 def render_doc(text: str, record: dict[str, Any]) -> str:
     """``text`` with every block whose labels are recorded rendered anew (others left as they are)."""
     def sub(m: re.Match[str]) -> str:
@@ -116,7 +218,8 @@ def render_doc(text: str, record: dict[str, Any]) -> str:
         labels = GROUPS.get(name, (name,))
         if not any(lb in record for lb in labels):
             return m.group(0)
-        return f"<!-- bench:{name}:begin -->\n{render_block(record, labels)}\n<!-- bench:{name}:end -->"
+        body = RENDERERS[name](record[name]) if name in RENDERERS else render_block(record, labels)
+        return f"<!-- bench:{name}:begin -->\n{body}\n<!-- bench:{name}:end -->"
 
     return _BLOCK.sub(sub, text)
 

@@ -7,7 +7,7 @@ the worker that holds it) and timed; the baseline is the same graph with an iden
 
 Self-contained: ``python plugins/arrayferry-dask/benchmarks/bench_dask.py [--quick] [--json F]``,
 or ``run(quick)`` from a runner (``benchmarks/run.py`` calls it). Each result is a dict with
-``name``, ``workers``, ``chunks``, ``bytes``, ``seconds`` (median), ``baseline_seconds``,
+``name``, ``workers``, ``copy`` (``None`` or ``True``), ``chunks``, ``bytes``, ``seconds`` (median), ``baseline_seconds``,
 ``overhead_s`` (seconds over the baseline), ``gb_per_s`` and ``repeat``.
 """
 
@@ -78,6 +78,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 results.append({
                     "name": f"dask convert_chunks numpy->torch copy={copy}",
                     "workers": workers,
+                    "copy": copy,
                     "chunks": chunks,
                     "bytes": n * 4,
                     "seconds": secs,
