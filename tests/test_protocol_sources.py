@@ -103,10 +103,10 @@ class RaisingDLPack:
         return (1, 0)
 
 
-#: NumPy 1.x's ``ndarray.__dlpack__`` takes no ``max_version`` (DLPack < 1.0): a wrapper of a NumPy
-#: array is then a legacy producer, whose host memory arrayferry reads as read-only; and NumPy 1.x
-#: refuses to export a read-only array at all (BufferError). torch makes versioned capsules.
-NUMPY_VERSIONED_DLPACK = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+#: NumPy < 2.1's ``ndarray.__dlpack__`` takes no ``max_version`` (DLPack < 1.0): a wrapper of a NumPy
+#: array is then a legacy producer, whose host memory arrayferry reads as read-only; and such a
+#: NumPy refuses to export a read-only array at all (BufferError). torch makes versioned capsules.
+NUMPY_VERSIONED_DLPACK = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
 
 
 def _ptr(x: Any) -> int:
@@ -231,7 +231,7 @@ def test_writable_memory_is_shared(wrap: Any, to: str) -> None:
     x = wrap(base)
     p = af.plan(x, to)
     if wrap is OnlyDLPack and not NUMPY_VERSIONED_DLPACK:
-        # NumPy 1.x exports legacy capsules only: read-only aliasing into NumPy, a copy into torch
+        # NumPy < 2.1 exports legacy capsules only: read-only aliasing into NumPy, a copy into torch
         assert p.source.readonly and p.zero_copy == (to == "numpy"), p.explain()
         y = af.convert(x, to)
         assert (_ptr(y) == _ptr(base)) == (to == "numpy")
@@ -270,7 +270,7 @@ def test_legacy_capsules_of_host_memory_are_read_only() -> None:
     t[0] = 5.0
     assert base[0] == 0.0
     assert af.plan(OnlyDLPack(torch.from_numpy(base)), "torch").zero_copy  # torch's capsules are versioned
-    if NUMPY_VERSIONED_DLPACK:  # so are NumPy 2's (NumPy 1.x has legacy ones only)
+    if NUMPY_VERSIONED_DLPACK:  # so are NumPy >= 2.1's (older ones make legacy ones only)
         assert af.plan(OnlyDLPack(base), "torch").zero_copy
 
 
@@ -281,7 +281,7 @@ def test_readonly_memory_is_never_aliased_writably(wrap: Any) -> None:
     base.flags.writeable = False
     x = wrap(base)
     if wrap is OnlyDLPack and not NUMPY_VERSIONED_DLPACK:
-        # NumPy 1.x refuses to export read-only memory over DLPack (no read-only flag before 1.0):
+        # NumPy < 2.1 refuses to export read-only memory over DLPack (no read-only flag before 1.0):
         # nothing can be read, and arrayferry says why instead of aliasing it
         for to in ("numpy", "torch"):
             with pytest.raises(af.UnsupportedArrayError) as ei:
@@ -449,7 +449,7 @@ def test_versioned_capsule_read_only_flag_is_kept() -> None:
     assert versioned.versioned and not versioned.readonly and versioned.dtype == "float32"
     base = np.arange(3.0)
     base.flags.writeable = False
-    if not NUMPY_VERSIONED_DLPACK:  # NumPy 1.x: legacy capsules only, and none of read-only memory
+    if not NUMPY_VERSIONED_DLPACK:  # NumPy < 2.1: legacy capsules only, and none of read-only memory
         with pytest.raises(TypeError):
             base.__dlpack__(max_version=(1, 0))
         with pytest.raises(BufferError):

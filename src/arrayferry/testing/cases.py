@@ -520,8 +520,9 @@ class NamespaceArray:
         return f"NamespaceArray({self.a!r})"
 
 
-def _numpy2() -> bool:
-    return int(_np().__version__.split(".")[0]) >= 2
+def _numpy_at_least(major: int, minor: int) -> bool:
+    v = _np().__version__.split(".")
+    return (int(v[0]), int(v[1])) >= (major, minor)
 
 
 def np_asarray(obj: Any, copy: bool | None = None) -> Any:
@@ -530,7 +531,7 @@ def np_asarray(obj: Any, copy: bool | None = None) -> Any:
     (``copy=True``: ``numpy.array(obj, copy=True)``; ``copy=False``: ``numpy.asarray(obj)``, and
     ``ValueError`` where that had to allocate new memory, as NumPy 2 raises)."""
     np = _np()
-    if _numpy2():
+    if _numpy_at_least(2, 0):
         return np.asarray(obj, copy=copy)
     if copy:
         return np.array(obj, copy=True)
@@ -541,10 +542,10 @@ def np_asarray(obj: Any, copy: bool | None = None) -> Any:
 
 
 def np_from_dlpack(x: Any, copy: bool | None = None) -> Any:
-    """``numpy.from_dlpack(x, copy=copy)`` on every supported NumPy: NumPy 1.x's ``from_dlpack``
+    """``numpy.from_dlpack(x, copy=copy)`` on every supported NumPy: before 2.1 ``from_dlpack``
     takes no ``copy=`` and always imports without copying, so ``copy=True`` copies the import."""
     np = _np()
-    if _numpy2():
+    if _numpy_at_least(2, 1):
         return np.from_dlpack(x, copy=copy)
     out = np.from_dlpack(x)
     return out.copy() if copy else out
