@@ -307,6 +307,63 @@ def test_legacy_producer_of_read_only_memory_is_refused_by_the_producer() -> Non
     assert_error_layout(ei.value, "LegacyDLPack", "__dlpack__", "BufferError")
 
 
+class RefusingDLPack(OnlyDLPack):
+    """A DLPack producer that refuses read-only memory, as NumPy < 2.1 does (it has no read-only
+    flag to export): NumPy's own ``__dlpack__`` there, the same refusal emulated on newer NumPy."""
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        if isinstance(self._a, np.ndarray) and not self._a.flags.writeable and NUMPY_VERSIONED_DLPACK:
+            raise BufferError("Cannot export readonly array since signalling readonly is unsupported by DLPack.")
+        return self._a.__dlpack__(**kwargs)
+
+
+class RefusingDLPackAndInterface(RefusingDLPack, OnlyArrayInterface):
+    pass
+
+
+class RefusingDLPackAndArray(RefusingDLPack, OnlyArray):
+    pass
+
+
+class RefusingDLPackAndCopyingArray(RefusingDLPack, CopyingArray):
+    pass
+
+
+@pytest.mark.parametrize("cls, shared", [(RefusingDLPackAndInterface, True), (RefusingDLPackAndArray, True),
+                                         (RefusingDLPackAndCopyingArray, False)],
+                         ids=["array_interface", "array", "copying array"])
+def test_refused_dlpack_export_falls_back_to_another_protocol(cls: Any, shared: bool) -> None:
+    """A producer that refuses to export read-only memory over DLPack (BufferError) is read through
+    the other protocol it offers; the plan says so, and read-only memory stays read-only."""
+    base = np.array([np.nan, -0.0, np.inf, 1.5])
+    base.flags.writeable = False
+    x = cls(base)
+    with pytest.raises(BufferError):
+        x.__dlpack__()
+    p = af.plan(x, "numpy")
+    # (an __array__ that must copy is described by the new array it builds: writable)
+    assert p.source.readonly == shared and p.zero_copy == shared, p.explain()
+    assert "its __dlpack__ refuses to export this memory (BufferError" in p.explain()
+    n = af.convert(x, "numpy")
+    assert n.tobytes() == base.tobytes() and (_ptr(n) == _ptr(base)) == shared
+    if shared:
+        assert not n.flags.writeable
+        assert af.shares_memory(x, base) is True
+    t = af.convert(x, "torch")
+    assert not af.plan(x, "torch").zero_copy and _ptr(t) != _ptr(base)
+    t[0] = 7.0
+    assert math.isnan(base[0])
+    with pytest.raises(af.CopyRequiredError):
+        af.convert(x, "torch", copy=False)
+    # writable memory is not refused: DLPack is read as before
+    w = cls(np.arange(3.0))
+    assert "dlpack_refused" not in af.plan(w, "numpy").explain()
+    # an object with nothing else to offer is refused, naming the producer's error
+    with pytest.raises(af.UnsupportedArrayError) as ei:
+        af.convert(RefusingDLPack(base), "numpy")
+    assert_error_layout(ei.value, "RefusingDLPack", "__dlpack__", "BufferError")
+
+
 def test_numpy_ulonglong_reaches_torch() -> None:
     """NumPy's second uint64 type (ulonglong, 'Q': array.array('Q'), memoryview format 'Q') is one
     torch.from_numpy refuses: viewed as uint64 first, no copy."""
