@@ -637,7 +637,9 @@ class DLPackAdapter(ProtocolAdapter):
     DLPack capsules (consumed once). Host memory is read with ``numpy.from_dlpack``; every target with
     a ``from_dlpack`` consumes the object itself (zero-copy, also on CUDA). The read-only flag of a
     versioned capsule is kept; a legacy capsule cannot carry it, so host memory from one is read-only
-    (as ``numpy.from_dlpack`` reads it): torch, whose tensors are always writable, gets a copy."""
+    (as ``numpy.from_dlpack`` reads it): torch, whose tensors are always writable, gets a copy. A
+    producer that refuses to export (``BufferError``: NumPy < 2.1 exports no read-only array) is
+    read through the next protocol the object offers, a step the plan names."""
 
     name = "dlpack"
     protocol = "__dlpack__"
