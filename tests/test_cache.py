@@ -470,12 +470,16 @@ def test_first_conversion_imports_no_masked_array_module() -> None:
     array means the program imported it already)."""
     code = (
         "import sys, numpy, arrayferry\n"
-        "assert 'numpy.ma' not in sys.modules\n"
+        "print('numpy.ma' in sys.modules)\n"
         "arrayferry.convert(numpy.ones(3), 'numpy'); arrayferry.plan(numpy.ones(3), 'numpy').explain()\n"
         "print('numpy.ma' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "False"
+    if np.lib.NumpyVersion(np.__version__) < "2.0.0":
+        # NumPy 1.x imports numpy.ma itself (``import numpy`` does): nothing left to save
+        assert out.stdout.split() == ["True", "True"]
+    else:
+        assert out.stdout.split() == ["False", "False"]
 
 
 def test_masked_arrays_still_refused() -> None:

@@ -82,11 +82,21 @@ def test_arrow_backed_column_without_missing_values_is_copied() -> None:
     pytest.importorskip("pyarrow")
     s = pd.Series([1, 2, 3], dtype="int64[pyarrow]")
     p = af.plan(s, "torch")
-    assert not p.zero_copy and "__array__(copy=False) said it cannot share" in p.explain()
+    if np.lib.NumpyVersion(np.__version__) < "2.0.0":
+        # under NumPy 1.x pandas' Series.__array__(copy=False) asks its Arrow array without copy=
+        # (NumPy 1.x has none), which hands out a read-only view of the Arrow buffer: shared, so
+        # NumPy aliases it read-only and torch (always writable) gets a copy
+        assert not p.zero_copy and "shares the object's memory" in p.explain() and "read-only" in p.explain()
+        n = af.convert(s, "numpy", copy=False)
+        assert not n.flags.writeable and n.tolist() == [1, 2, 3]
+        assert n.ctypes.data == np.asarray(s).ctypes.data  # the Arrow buffer, not a fresh copy
+    else:
+        assert not p.zero_copy and "__array__(copy=False) said it cannot share" in p.explain()
+        with pytest.raises(af.CopyRequiredError):
+            af.convert(s, "numpy", copy=False)
     t = af.convert(s, "torch")
     assert t.dtype == torch.int64 and t.tolist() == [1, 2, 3]
-    with pytest.raises(af.CopyRequiredError):
-        af.convert(s, "numpy", copy=False)
+    assert t.data_ptr() != np.asarray(s).ctypes.data
 
 
 @pytest.mark.parametrize(("make", "words"), [

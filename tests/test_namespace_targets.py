@@ -20,6 +20,7 @@ import pytest
 
 import arrayferry as af
 from arrayferry import _api
+from arrayferry.testing.cases import np_asarray, np_from_dlpack
 
 torch = pytest.importorskip("torch")
 array_api_compat = pytest.importorskip("array_api_compat")
@@ -60,7 +61,7 @@ def _module(name: str, *, copy_kw: bool = True, honest: bool = True, from_dlpack
             m.asarray = asarray_old  # type: ignore[attr-defined]
         elif honest:
             def asarray_new(obj: Any, /, *, copy: bool | None = None) -> MiniArray:
-                return MiniArray(np.asarray(obj.a if isinstance(obj, MiniArray) else obj, copy=copy))
+                return MiniArray(np_asarray(obj.a if isinstance(obj, MiniArray) else obj, copy=copy))
 
             m.asarray = asarray_new  # type: ignore[attr-defined]
         else:
@@ -71,7 +72,7 @@ def _module(name: str, *, copy_kw: bool = True, honest: bool = True, from_dlpack
     if from_dlpack:
         if copy_kw:
             def from_dlpack_new(x: Any, /, *, copy: bool | None = None) -> MiniArray:
-                return MiniArray(np.from_dlpack(x, copy=copy))
+                return MiniArray(np_from_dlpack(x, copy=copy))
 
             m.from_dlpack = from_dlpack_new  # type: ignore[attr-defined]
         else:

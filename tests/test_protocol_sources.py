@@ -103,6 +103,12 @@ class RaisingDLPack:
         return (1, 0)
 
 
+#: NumPy < 2.1's ``ndarray.__dlpack__`` takes no ``max_version`` (DLPack < 1.0): a wrapper of a NumPy
+#: array is then a legacy producer, whose host memory arrayferry reads as read-only; and such a
+#: NumPy refuses to export a read-only array at all (BufferError). torch makes versioned capsules.
+NUMPY_VERSIONED_DLPACK = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
+
+
 def _ptr(x: Any) -> int:
     if isinstance(x, torch.Tensor):
         return int(x.data_ptr())
@@ -224,11 +230,27 @@ def test_writable_memory_is_shared(wrap: Any, to: str) -> None:
     base = np.arange(6.0).reshape(2, 3)
     x = wrap(base)
     p = af.plan(x, to)
+    if wrap is OnlyDLPack and not NUMPY_VERSIONED_DLPACK:
+        # NumPy < 2.1 exports legacy capsules only: read-only aliasing into NumPy, a copy into torch
+        assert p.source.readonly and p.zero_copy == (to == "numpy"), p.explain()
+        y = af.convert(x, to)
+        assert (_ptr(y) == _ptr(base)) == (to == "numpy")
+        if to == "numpy":
+            assert not y.flags.writeable
+        # the same memory from a versioned producer (torch) is shared writably
+        x = OnlyDLPack(torch.from_numpy(base))
+        p = af.plan(x, to)
     assert p.zero_copy, p.explain()
     y = af.convert(x, to)
     assert _ptr(y) == _ptr(base)
-    y[1, 2] = -0.0
+    if wrap is OnlyDLPack and to == "numpy" and not NUMPY_VERSIONED_DLPACK:
+        # NumPy 1.x's from_dlpack asks for a legacy capsule and marks every import read-only
+        assert not y.flags.writeable
+        base[1, 2] = -0.0
+    else:
+        y[1, 2] = -0.0
     assert math.copysign(1.0, base[1, 2]) == -1.0  # written through the result, read in the source
+    assert math.copysign(1.0, float(y[1, 2])) == -1.0
     base[0, 0] = 42.0
     assert float(y[0, 0]) == 42.0
     assert af.shares_memory(x, y) if to == "torch" else True
@@ -247,7 +269,9 @@ def test_legacy_capsules_of_host_memory_are_read_only() -> None:
     assert not af.plan(x, "torch").zero_copy and _ptr(t) != _ptr(base)
     t[0] = 5.0
     assert base[0] == 0.0
-    assert af.plan(OnlyDLPack(base), "torch").zero_copy
+    assert af.plan(OnlyDLPack(torch.from_numpy(base)), "torch").zero_copy  # torch's capsules are versioned
+    if NUMPY_VERSIONED_DLPACK:  # so are NumPy >= 2.1's (older ones make legacy ones only)
+        assert af.plan(OnlyDLPack(base), "torch").zero_copy
 
 
 @pytest.mark.parametrize("wrap", [OnlyDLPack, OnlyArrayInterface, OnlyArray, lambda a: memoryview(a)],
@@ -256,6 +280,14 @@ def test_readonly_memory_is_never_aliased_writably(wrap: Any) -> None:
     base = np.arange(4.0)
     base.flags.writeable = False
     x = wrap(base)
+    if wrap is OnlyDLPack and not NUMPY_VERSIONED_DLPACK:
+        # NumPy < 2.1 refuses to export read-only memory over DLPack (no read-only flag before 1.0):
+        # nothing can be read, and arrayferry says why instead of aliasing it
+        for to in ("numpy", "torch"):
+            with pytest.raises(af.UnsupportedArrayError) as ei:
+                af.convert(x, to)
+            assert_error_layout(ei.value, "OnlyDLPack", "__dlpack__", "BufferError")
+        return
     assert af.plan(x, "numpy").source.readonly
     n = af.convert(x, "numpy")
     assert not n.flags.writeable  # aliased, still read-only
@@ -273,6 +305,63 @@ def test_legacy_producer_of_read_only_memory_is_refused_by_the_producer() -> Non
     with pytest.raises(af.UnsupportedArrayError) as ei:
         af.convert(LegacyDLPack(base), "torch")
     assert_error_layout(ei.value, "LegacyDLPack", "__dlpack__", "BufferError")
+
+
+class RefusingDLPack(OnlyDLPack):
+    """A DLPack producer that refuses read-only memory, as NumPy < 2.1 does (it has no read-only
+    flag to export): NumPy's own ``__dlpack__`` there, the same refusal emulated on newer NumPy."""
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        if isinstance(self._a, np.ndarray) and not self._a.flags.writeable and NUMPY_VERSIONED_DLPACK:
+            raise BufferError("Cannot export readonly array since signalling readonly is unsupported by DLPack.")
+        return self._a.__dlpack__(**kwargs)
+
+
+class RefusingDLPackAndInterface(RefusingDLPack, OnlyArrayInterface):
+    pass
+
+
+class RefusingDLPackAndArray(RefusingDLPack, OnlyArray):
+    pass
+
+
+class RefusingDLPackAndCopyingArray(RefusingDLPack, CopyingArray):
+    pass
+
+
+@pytest.mark.parametrize("cls, shared", [(RefusingDLPackAndInterface, True), (RefusingDLPackAndArray, True),
+                                         (RefusingDLPackAndCopyingArray, False)],
+                         ids=["array_interface", "array", "copying array"])
+def test_refused_dlpack_export_falls_back_to_another_protocol(cls: Any, shared: bool) -> None:
+    """A producer that refuses to export read-only memory over DLPack (BufferError) is read through
+    the other protocol it offers; the plan says so, and read-only memory stays read-only."""
+    base = np.array([np.nan, -0.0, np.inf, 1.5])
+    base.flags.writeable = False
+    x = cls(base)
+    with pytest.raises(BufferError):
+        x.__dlpack__()
+    p = af.plan(x, "numpy")
+    # (an __array__ that must copy is described by the new array it builds: writable)
+    assert p.source.readonly == shared and p.zero_copy == shared, p.explain()
+    assert "its __dlpack__ refuses to export this memory (BufferError" in p.explain()
+    n = af.convert(x, "numpy")
+    assert n.tobytes() == base.tobytes() and (_ptr(n) == _ptr(base)) == shared
+    if shared:
+        assert not n.flags.writeable
+        assert af.shares_memory(x, base) is True
+    t = af.convert(x, "torch")
+    assert not af.plan(x, "torch").zero_copy and _ptr(t) != _ptr(base)
+    t[0] = 7.0
+    assert math.isnan(base[0])
+    with pytest.raises(af.CopyRequiredError):
+        af.convert(x, "torch", copy=False)
+    # writable memory is not refused: DLPack is read as before
+    w = cls(np.arange(3.0))
+    assert "dlpack_refused" not in af.plan(w, "numpy").explain()
+    # an object with nothing else to offer is refused, naming the producer's error
+    with pytest.raises(af.UnsupportedArrayError) as ei:
+        af.convert(RefusingDLPack(base), "numpy")
+    assert_error_layout(ei.value, "RefusingDLPack", "__dlpack__", "BufferError")
 
 
 def test_numpy_ulonglong_reaches_torch() -> None:
@@ -413,8 +502,18 @@ def test_dlpack_casts_on_the_host() -> None:
 
 
 def test_versioned_capsule_read_only_flag_is_kept() -> None:
+    versioned = read_dlpack_capsule(torch.arange(3.0).__dlpack__(max_version=(1, 0)))
+    assert versioned.versioned and not versioned.readonly and versioned.dtype == "float32"
     base = np.arange(3.0)
     base.flags.writeable = False
+    if not NUMPY_VERSIONED_DLPACK:  # NumPy < 2.1: legacy capsules only, and none of read-only memory
+        with pytest.raises(TypeError):
+            base.__dlpack__(max_version=(1, 0))
+        with pytest.raises(BufferError):
+            base.__dlpack__()
+        legacy = read_dlpack_capsule(np.arange(2, dtype=np.int16).__dlpack__())
+        assert not legacy.versioned and legacy.dtype == "int16" and legacy.itemsize == 2
+        return
     cap = base.__dlpack__(max_version=(1, 0))
     info = read_dlpack_capsule(cap)
     assert info.readonly and info.versioned and info.dtype == "float64" and info.shape == (3,)
@@ -710,7 +809,11 @@ def test_protocol_module_imports_no_framework() -> None:
     )
     r = run_python(code, env={"ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    # pluggy < 1.5 imports importlib.metadata, whose email.utils imports socket and so the stdlib
+    # array module: that one import is pluggy's (checked in a bare interpreter), none is arrayferry's
+    pluggy = run_python("import sys, pluggy\nprint('array' in sys.modules)\n")
+    assert pluggy.returncode == 0, pluggy.stderr
+    assert r.stdout.strip() == ("['array']" if pluggy.stdout.strip() == "True" else "[]")
 
 
 def test_python_3_12_buffer_types() -> None:

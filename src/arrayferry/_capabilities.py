@@ -341,8 +341,9 @@ def dlpack_readonly_reason(source: str, target: str) -> str | None:
     """
     try:
         src, tgt = capabilities(source), capabilities(target)
-    except Exception as exc:  # unknown framework: refuse rather than guess
-        return f"DLPack capabilities unknown ({type(exc).__name__}: {exc})"
+    except Exception as exc:  # unknown framework (a protocol source's producer): refuse rather than guess
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"DLPack capabilities unknown ({type(exc).__name__}: {first})"
     if src.readonly_export is None:
         return f"whether {source} {src.version} exports read-only memory over DLPack is unknown (not probed)"
     if not src.readonly_export:

@@ -428,12 +428,20 @@ def _build(case: Case, fw: str) -> tuple[Any, str | None]:
     return x, None
 
 
+def _unwrapped(x: Any) -> Any:
+    """The NumPy array inside an array of the generic test namespace (a ``NamespaceArray`` offers
+    only ``__dlpack__``, and NumPy < 2.1 exports no read-only array over DLPack); else ``x``."""
+    from .testing.cases import NamespaceArray
+
+    return x.a if type(x) is NamespaceArray else x
+
+
 def _to_numpy(x: Any) -> Any:
     import numpy as np
 
     import arrayferry as af
 
-    a = af.convert(x, "numpy", copy=True)
+    a = af.convert(_unwrapped(x), "numpy", copy=True)
     return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
 
 
@@ -451,6 +459,7 @@ def _same(ref: Any, got: Any) -> str | None:
 def _pointer(x: Any) -> int | None:
     from ._registry import registry
 
+    x = _unwrapped(x)
     reg = registry()
     a = reg.adapter_for_type(type(x)) or reg.protocol_adapter_for_type(type(x))
     if a is None:
@@ -464,6 +473,7 @@ def _pointer(x: Any) -> int | None:
 def _readonly_of(x: Any) -> bool | None:
     from ._registry import registry
 
+    x = _unwrapped(x)
     reg = registry()
     a = reg.adapter_for_type(type(x)) or reg.protocol_adapter_for_type(type(x))
     try:

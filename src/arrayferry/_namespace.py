@@ -51,6 +51,13 @@ def _pointer(r: Any) -> int | None:
     except Exception:
         try:
             v = np.asarray(r, copy=False)
+        except TypeError:  # NumPy 1.x: no copy= keyword; a result that owns new memory is a copy
+            try:
+                v = np.asarray(r)
+            except Exception:
+                return None
+            if v is not r and v.flags.owndata:
+                return None
         except Exception:
             return None
     return int(v.__array_interface__["data"][0])

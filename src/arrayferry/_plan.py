@@ -882,6 +882,8 @@ def _dlpack_route(src: Adapter, info: ArrayInfo, tgt: Adapter, tdev: Device, tdt
         cur = cur.with_(device=CPU, layout="contiguous", readonly=False, aligned=True, extra=())
     import_refusals = tgt.cai_import_refusals if via == "cai" else tgt.dlpack_import_refusals
     refusals = import_refusals(cur)
+    if "dlpack_refused" in cur.flags:  # the producer's __dlpack__ raised BufferError (NumPy < 2.1, read-only)
+        refusals = ["its __dlpack__ refuses to export this memory (BufferError)", *refusals]
     if "odd_strides" in cur.flags:  # the producer's __dlpack__ raises BufferError
         refusals = ["DLPack counts strides in elements, and a stride of this array is not a multiple of "
                     "its itemsize", *(r for r in refusals if "itemsize" not in r)]

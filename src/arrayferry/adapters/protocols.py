@@ -626,6 +626,9 @@ def _capsule_of(x: Any) -> Any:
         return x.__dlpack__()
 
 
+#: flags of a fallback protocol's description that mean its read must copy
+_FALLBACK_COPIES = frozenset({"array_copy", "array_legacy", "read_by_copy"})
+
 _DLPACK_HOST = (1, 3)  # kDLCPU, kDLCUDAHost (pinned: host-readable)
 
 
@@ -634,7 +637,9 @@ class DLPackAdapter(ProtocolAdapter):
     DLPack capsules (consumed once). Host memory is read with ``numpy.from_dlpack``; every target with
     a ``from_dlpack`` consumes the object itself (zero-copy, also on CUDA). The read-only flag of a
     versioned capsule is kept; a legacy capsule cannot carry it, so host memory from one is read-only
-    (as ``numpy.from_dlpack`` reads it): torch, whose tensors are always writable, gets a copy."""
+    (as ``numpy.from_dlpack`` reads it): torch, whose tensors are always writable, gets a copy. A
+    producer that refuses to export (``BufferError``: NumPy < 2.1 exports no read-only array) is
+    read through the next protocol the object offers, a step the plan names."""
 
     name = "dlpack"
     protocol = "__dlpack__"
@@ -674,12 +679,57 @@ class DLPackAdapter(ProtocolAdapter):
                 f"DLPack device {code} is not one arrayferry knows.", [f"{type(exc).__name__}: {exc}"],
                 hint="convert the array on its own device with its framework, or copy it to the host first")) from exc
 
+    def _fallback(self, tp: type) -> ProtocolAdapter | None:
+        """The protocol adapter that would read ``tp`` were it not for ``__dlpack__`` (the next in
+        :data:`PROTOCOL_ADAPTERS` that owns it, Python sequences aside), or ``None``."""
+        later = PROTOCOL_ADAPTERS[PROTOCOL_ADAPTERS.index(self) + 1:] if self in PROTOCOL_ADAPTERS else ()
+        for a in later:
+            if isinstance(a, PythonAdapter):
+                continue
+            try:
+                if a.owns(tp):
+                    return a
+            except Exception:
+                continue
+        return None
+
+    def _refused(self, x: Any) -> tuple[ProtocolAdapter, str] | None:
+        """``(fallback, why)`` when ``x.__dlpack__`` refuses to export (``BufferError``: NumPy < 2.1
+        exports no read-only array) and ``x`` offers another protocol to read it through."""
+        if _is_capsule(type(x)) or type(x) is _Capsule:
+            return None
+        fb = self._fallback(type(x))
+        if fb is None:
+            return None
+        try:
+            _capsule_of(x)
+        except BufferError as exc:
+            return fb, f"BufferError: {exc}"
+        except Exception:
+            return None
+        return None
+
+    def _meta_or_fallback(self, x: Any) -> tuple[Any, ProtocolAdapter | None]:
+        """``(capsule metadata, None)``, or ``(None, fallback)`` where the producer refused to export
+        (one ``__dlpack__`` call either way: the fallback is looked for only after a refusal)."""
+        try:
+            return self._meta(x), None
+        except ArrayFerryError as exc:
+            if isinstance(exc.__cause__, BufferError):
+                refused = self._refused(x)
+                if refused is not None:
+                    return None, refused[0]
+            raise
+
     def describe(self, x: Any) -> ArrayInfo:
         np = _np()
         if type(x) is np.ndarray:
             return _numpy().describe(x).with_(framework=self.name)
         try:
-            m = self._meta(x)
+            m, fb = self._meta_or_fallback(x)
+            if fb is not None:  # read through the other protocol (the plan's read step says so)
+                info = fb.describe(x)
+                return info if info.problem else info.with_(framework=self.name, flags=info.flags | {"dlpack_refused"})
             device = self._device(m.device)
         except ArrayFerryError as exc:
             return _problem_info(self.name, type(exc), str(exc))
@@ -717,12 +767,14 @@ class DLPackAdapter(ProtocolAdapter):
     def data_pointer(self, x: Any) -> int | None:
         if _is_capsule(type(x)):
             return None  # reading it is fine, but a capsule is no array to compare afterwards
-        return int(self._meta(x).pointer)
+        m, fb = self._meta_or_fallback(x)
+        return fb.data_pointer(x) if fb is not None else int(m.pointer)
 
     def byte_strides(self, x: Any) -> tuple[int, ...] | None:
         if _is_capsule(type(x)):
             return None
-        return tuple(self._meta(x).strides)
+        m, fb = self._meta_or_fallback(x)
+        return fb.byte_strides(x) if fb is not None else tuple(m.strides)
 
     def _producer(self, x: Any) -> Any:
         if type(x) is _Capsule:
@@ -734,6 +786,11 @@ class DLPackAdapter(ProtocolAdapter):
     def view(self, x: Any) -> Any:
         try:
             return _np().from_dlpack(self._producer(x))
+        except BufferError:
+            refused = self._refused(x)
+            if refused is None:
+                raise
+            return refused[0].view(x)
         except (RuntimeError, ValueError) as exc:  # a capsule consumed since the plan was made
             if "used_dltensor" in str(exc) or "consumed" in str(exc):
                 raise UnsupportedArrayError(format_message(
@@ -745,10 +802,41 @@ class DLPackAdapter(ProtocolAdapter):
         return device.is_host  # casts in the source run in NumPy, on the host
 
     def prepare(self, info: ArrayInfo) -> list[Step]:
+        if "dlpack_refused" in info.flags:
+            copies = bool(_FALLBACK_COPIES & info.flags)
+            return [Step("read", "its __dlpack__ refuses to export this memory (BufferError: NumPy < 2.1 exports no "
+                         "read-only array over DLPack), so it is read through the object's other protocol"
+                         + (" into a new NumPy array (that protocol cannot promise to share)" if copies else
+                            " without copying"),
+                         self._read_refused_copy if copies else self._read_refused, copies=copies)]
         if "bare_capsule" in info.flags:
             return [Step("wrap_capsule", "hand the bare DLPack capsule to the consumer as a DLPack producer "
                          "(no copy; the capsule is consumed: it can be converted once)", self._producer)]
         return []
+
+    def _read_refused(self, x: Any) -> Any:
+        """The NumPy array of an object whose ``__dlpack__`` refused (a view: no copy)."""
+        np = _np()
+        if type(x) is np.ndarray:
+            return x
+        refused = self._refused(x)
+        if refused is None:
+            return self.view(x)
+        fb = refused[0]
+        if isinstance(fb, ArrayMethodAdapter):
+            return fb.mode(x)[1]
+        return fb.view(x)
+
+    def _read_refused_copy(self, x: Any) -> Any:
+        """A new C-contiguous array of an object whose ``__dlpack__`` refused and whose other
+        protocol cannot promise to share (an ``__array__`` that copies or takes no ``copy=``)."""
+        refused = self._refused(x)
+        if refused is not None and isinstance(refused[0], ArrayMethodAdapter):
+            return refused[0]._fresh(x)
+        return _np().array(self._read_refused(x), copy=True, order="C")
+
+    def host_info(self, info: ArrayInfo) -> ArrayInfo:
+        return info.with_(framework="numpy", flags=info.flags - {"dlpack_refused"} - _FALLBACK_COPIES)
 
     def to_host(self, x: Any) -> Any:
         return _to_host_through(x, "from_dlpack", self._producer(x))

@@ -38,7 +38,9 @@ __all__ = [
     "case_named",
     "cases_for",
     "array_api_namespace",
+    "np_asarray",
     "np_dtype",
+    "np_from_dlpack",
     "sample",
 ]
 
@@ -518,6 +520,37 @@ class NamespaceArray:
         return f"NamespaceArray({self.a!r})"
 
 
+def _numpy_at_least(major: int, minor: int) -> bool:
+    v = _np().__version__.split(".")
+    return (int(v[0]), int(v[1])) >= (major, minor)
+
+
+def np_asarray(obj: Any, copy: bool | None = None) -> Any:
+    """``numpy.asarray(obj, copy=copy)`` with the array API (2023.12) ``copy=`` semantics on every
+    supported NumPy: NumPy 2 has them; NumPy 1.x has no ``copy=`` keyword, so they are emulated
+    (``copy=True``: ``numpy.array(obj, copy=True)``; ``copy=False``: ``numpy.asarray(obj)``, and
+    ``ValueError`` where that had to allocate new memory, as NumPy 2 raises)."""
+    np = _np()
+    if _numpy_at_least(2, 0):
+        return np.asarray(obj, copy=copy)
+    if copy:
+        return np.array(obj, copy=True)
+    out = np.asarray(obj)
+    if copy is False and out is not obj and out.flags.owndata:
+        raise ValueError("Unable to avoid copy while creating an array as requested.")
+    return out
+
+
+def np_from_dlpack(x: Any, copy: bool | None = None) -> Any:
+    """``numpy.from_dlpack(x, copy=copy)`` on every supported NumPy: before 2.1 ``from_dlpack``
+    takes no ``copy=`` and always imports without copying, so ``copy=True`` copies the import."""
+    np = _np()
+    if _numpy_at_least(2, 1):
+        return np.from_dlpack(x, copy=copy)
+    out = np.from_dlpack(x)
+    return out.copy() if copy else out
+
+
 def array_api_namespace(name: str = "arrayferry_minixp") -> Any:
     """A small, real array-API namespace over NumPy that no plugin registers: a module ``name`` with
     the standard's dtype objects, ``asarray(obj, /, *, copy=None)`` and ``from_dlpack(x, /, *,
@@ -533,10 +566,10 @@ def array_api_namespace(name: str = "arrayferry_minixp") -> Any:
         setattr(m, d, np.dtype(d))
 
     def asarray(obj: Any, /, *, copy: bool | None = None) -> NamespaceArray:
-        return NamespaceArray(np.asarray(obj.a if isinstance(obj, NamespaceArray) else obj, copy=copy), m)
+        return NamespaceArray(np_asarray(obj.a if isinstance(obj, NamespaceArray) else obj, copy=copy), m)
 
     def from_dlpack(x: Any, /, *, copy: bool | None = None) -> NamespaceArray:
-        return NamespaceArray(np.from_dlpack(x, copy=copy), m)
+        return NamespaceArray(np_from_dlpack(x, copy=copy), m)
 
     m.asarray = asarray  # type: ignore[attr-defined]
     m.from_dlpack = from_dlpack  # type: ignore[attr-defined]
