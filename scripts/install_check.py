@@ -62,10 +62,11 @@ except Exception as exc:
 """
 FROM_JAX = """
 import jax.numpy as jnp, numpy as np, arrayferry as af
+x = jnp.arange(4, dtype=jnp.float32)
 try:
-    a = af.convert(jnp.arange(4, dtype=jnp.float32), "numpy")
+    a = af.convert(x, "numpy")
     assert a.tolist() == [0.0, 1.0, 2.0, 3.0] and a.dtype == np.float32
-    print("OK", type(a).__name__)
+    print("OK", af.framework_of(x), "writable" if a.flags.writeable else "read-only")
 except Exception as exc:
     print("ERR", type(exc).__name__); print(exc)
 """
@@ -195,11 +196,18 @@ def bare(dist: Path) -> list[str]:
 
 
 def unregistered_jax(dist: Path) -> list[str]:
-    """A JAX array handed over before the JAX plugin is installed."""
+    """A JAX array handed over before the JAX plugin is installed: read through its DLPack protocol
+    (read-only: JAX arrays are immutable); once ``arrayferry[jax]`` is installed, the plugin takes it."""
     e = Env("unregistered-jax", dist)
     e.pip("pip install arrayferry")
     e.sh("pip install 'jax>=0.4.30'")
-    e.follow_hint(FROM_JAX, error="UnknownFrameworkError", command="pip install 'arrayferry[jax]'")
+    out = e.expect_ok(FROM_JAX)
+    if out.split()[1:3] != ["dlpack", "read-only"]:
+        raise Failed(f"without the JAX plugin, expected the DLPack protocol source and a read-only result, got: {out}")
+    e.pip("pip install 'arrayferry[jax]'")
+    out = e.expect_ok(FROM_JAX)
+    if out.split()[1] != "jax":
+        raise Failed(f"with the JAX plugin installed, expected framework_of to say jax, got: {out}")
     return e.ran
 
 
