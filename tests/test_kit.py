@@ -113,6 +113,8 @@ def test_kit_passes_for_worked_example(tmp_path: Path, tiny_site: Path) -> None:
          "plan.zero_copy is True but the data pointers are different"),
         ("blind_signature", "test_signature_captures_plan[tinyarray-cpu]",
          "the signature must capture everything the plan depends on"),
+        ("careless_direct", "test_direct_call[tinyarray-numpy-cpu-float32]",
+         "tinyarray -> numpy direct call (device=None) on case 'float32': shares memory False, the plan's result True"),
         ("ignored_option", "test_target_options[tinyarray]",
          "the plan with scale=2 is the plan without it: the option is not applied"),
     ],

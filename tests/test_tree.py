@@ -288,7 +288,9 @@ def test_one_plan_per_signature(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_api, "_template", counting)
     tree = {f"k{i}": (np.full(3, i, np.float32), np.full((2, 2), i, np.int64)) for i in range(500)}
     out = af.convert_tree(tree, "torch")
-    assert len(calls) == 2  # two distinct signatures, 1000 leaves
+    # two distinct signatures, 1000 leaves: at most one plan each (fewer where the direct call
+    # torch.from_numpy answers before any plan is needed: tests/test_direct_calls.py)
+    assert 1 <= len(calls) <= 2
     assert out["k499"][1][1, 1].item() == 499
     tp = af.plan_tree(tree, "torch")
     assert len(tp.plans) == 2 and len(tp) == 1000

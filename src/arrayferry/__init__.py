@@ -59,6 +59,10 @@ _LAZY: dict[str, str] = {
     "hookimpl": "._markers",
 }
 
+# Names whose runtime object is a faster twin of the documented function (same signature and
+# docstring, through ``__wrapped__``): ``convert``'s hot path without keyword-only defaults.
+_RUNTIME: dict[str, str] = {"convert": "_convert_fast"}
+
 if TYPE_CHECKING:
     from ._adapter import Adapter, ArrayInfo, Step, identity
     from ._api import (
@@ -172,7 +176,7 @@ def __getattr__(name: str) -> Any:
 
     modname = _LAZY.get(name)
     if modname is not None:
-        value = getattr(importlib.import_module(modname, __name__), name)
+        value = getattr(importlib.import_module(modname, __name__), _RUNTIME.get(name, name))
         globals()[name] = value  # later lookups are plain attribute reads
         return value
     if name == "CANONICAL_DTYPES":

@@ -370,6 +370,32 @@ class Adapter:
         """
         return None
 
+    def direct_call(self, tp: type, source: str, target: str, device: Device | None = None,
+                    ) -> Callable[[Any], Any] | None:
+        """Optional, for the hot path: one call converting arrays of type ``tp`` (framework
+        ``source``) to ``target`` under the default options (``convert(x, target)``: no
+        ``dtype``, ``copy``, ``casting`` or target options) and ``device`` (``None``: none asked
+        for; else the device asked for, e.g. the host when ``@accepts`` sends results back to a
+        NumPy caller), one of the two frameworks being this one; ``None`` (the default) for none.
+
+        The contract, which ``arrayferry.testing`` checks on every case of the catalogue: for
+        every array of type ``tp`` the call either **raises** (any exception) or returns exactly
+        what the planned route returns (the same type, dtype, shape, values and memory sharing,
+        and no warning). The framework's own checks usually do most of it (``Tensor.numpy()``
+        refuses CUDA, autograd, the conjugate and negative bits, sparse, nested and dtypes NumPy
+        lacks: every tensor whose plan is another route); a cheap guard in front does the rest
+        (``torch.from_numpy`` behind a test of NumPy's WRITEABLE and ALIGNED flags, since it
+        aliases read-only memory writably).
+
+        The plan cache calls it first, before reading the array's signature, and plans as usual
+        when it raises; after 16 refusals under one options key and source type it is no
+        longer tried (until the cache is cleared), so arrays it always refuses cost one
+        refused call only a few times. ``plan()`` and ``explain()`` are unchanged: the direct
+        call *is* the planned route of every array it accepts. Asked of the source's adapter,
+        then the target's, once per options key and source type.
+        """
+        return None
+
     # -- detection and description -----------------------------------------------------------
     def owns(self, tp: type) -> bool:
         """Whether arrays of type ``tp`` belong to this framework (``self.module`` is imported)."""

@@ -22,6 +22,11 @@ from arrayferry.plugin import (
     CPU,
     ITEMSIZE,
     ML_DTYPES,
+    NPY_ALIGNED,
+    NPY_C_CONTIGUOUS,
+    NPY_F_CONTIGUOUS,
+    NPY_OWNDATA,
+    NPY_WRITEABLE,
     Adapter,
     ArgumentError,
     ArrayInfo,
@@ -53,6 +58,45 @@ def _torch() -> Any:
     if mod is None:  # torch as a target before the user imported it: import it now (or raise with a hint)
         mod = TorchAdapter().namespace()
     return mod
+
+
+_NEED = NPY_WRITEABLE | NPY_ALIGNED  # what torch.from_numpy does not check itself
+_M = _NEED | NPY_OWNDATA | NPY_C_CONTIGUOUS | NPY_F_CONTIGUOUS
+# writable, aligned, owning contiguous data: any dtype, complex included (one set lookup)
+_GOOD = frozenset(_NEED | NPY_OWNDATA | c for c in (NPY_C_CONTIGUOUS, NPY_F_CONTIGUOUS, NPY_C_CONTIGUOUS | NPY_F_CONTIGUOUS))
+
+
+class _Refused(Exception):
+    """The direct call's guard refuses an array: arrayferry plans it instead."""
+
+
+def _from_numpy_direct(from_numpy: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``torch.from_numpy`` behind the checks it lacks (see ``Adapter.direct_call``).
+
+    ``torch.from_numpy`` raises for negative strides, strides that are not a multiple of the
+    itemsize, a byte order other than the machine's and every dtype torch lacks: each of those
+    has another plan. It does not refuse read-only memory (it warns and aliases it writably) or
+    memory NumPy calls aligned that torch does not (a complex view at an offset of one
+    component: writing into it crashes the process), so those are refused here: NumPy's
+    WRITEABLE and ALIGNED flags, and for a complex dtype an array owning contiguous data (see
+    ``arrayferry.adapters.numpy``). A view with a negative stride is refused here too, although
+    ``torch.from_numpy`` would raise: arrayferry never hands torch a negative stride (its DLPack
+    twin aborts the process on them, and the suite checks no native call is reached with one).
+    One flags read for an array owning its data, no Python signature.
+    """
+
+    def from_numpy_direct(x: Any, _m: int = _M, _good: frozenset[int] = _GOOD, _need: int = _NEED,
+                          _from_numpy: Callable[[Any], Any] = from_numpy) -> Any:
+        n = x.flags.num
+        if n & _m in _good:
+            return _from_numpy(x)
+        if n & _need == _need and x.dtype.kind != "c":
+            st = x.strides  # a view: never hand torch a negative stride (see above)
+            if not st or min(st) >= 0:
+                return _from_numpy(x)
+        raise _Refused
+
+    return from_numpy_direct
 
 
 def _detach(t: Any) -> Any:
@@ -104,6 +148,23 @@ class TorchAdapter(Adapter):
             return "torch.from_dlpack", torch.from_dlpack
         if target == "numpy":
             return "Tensor.numpy()", torch.Tensor.numpy
+        return None
+
+    def direct_call(self, tp: type, source: str, target: str, device: Device | None = None,
+                    ) -> Callable[[Any], Any] | None:
+        # Exact types only: a subclass may override the calls (__torch_function__, np.matrix).
+        # Both calls stay on the host: they serve no device or the host asked for.
+        torch = sys.modules.get("torch")
+        if torch is None or (device is not None and not device.is_host):
+            return None
+        if source == "torch" and target == "numpy" and tp is torch.Tensor:
+            # Tensor.numpy() raises for every tensor whose plan is another route: CUDA and meta,
+            # requires_grad, the conjugate and negative bits, sparse, nested, quantized, and the
+            # dtypes NumPy lacks (bfloat16, float8, complex32); it returns the view the plan returns
+            return torch.Tensor.numpy  # type: ignore[no-any-return,attr-defined]
+        np = sys.modules.get("numpy")
+        if source == "numpy" and target == "torch" and np is not None and tp is np.ndarray:
+            return _from_numpy_direct(torch.from_numpy)
         return None
 
     # -- detection -------------------------------------------------------------------------

@@ -42,6 +42,7 @@ __all__ = [
     "test_unreachable_device_refused",
     "test_round_trip_out",
     "test_round_trip_in",
+    "test_direct_call",
     "test_target_options",
 ]
 
@@ -526,6 +527,49 @@ def test_round_trip_in(af_framework: str, af_peer: str, af_device: str, af_case:
     """peer -> framework: values bit for bit, copy policy honoured, memory shared exactly when planned."""
     _round_trip(af_peer, af_framework, _CASES[af_case], af_copy, af_device)
 
+
+
+def _direct(src_ad: af.Adapter, tgt_ad: af.Adapter, tp: type, device: af.Device | None) -> Callable[[Any], Any] | None:
+    fn = src_ad.direct_call(tp, src_ad.name, tgt_ad.name, device)
+    if fn is None and tgt_ad is not src_ad:
+        fn = tgt_ad.direct_call(tp, src_ad.name, tgt_ad.name, device)
+    return fn
+
+
+def test_direct_call(af_framework: str, af_peer: str, af_device: str, af_case: str) -> None:
+    """``Adapter.direct_call`` keeps its contract both ways (framework -> peer, peer -> framework),
+    with no device asked for and with the device under test: on every case it raises, or returns
+    what the plan's route returns (``plan(x, to, device=...).execute(x)``): the same type, dtype,
+    shape and bits, memory shared exactly when the plan shares it, and no warning. Passes
+    trivially for pairs without a direct call."""
+    case = _CASES[af_case]
+    for src_name, tgt_name in ((af_framework, af_peer), (af_peer, af_framework)):
+        src_ad, tgt_ad = _adapter(src_name), _adapter(tgt_name)
+        src_dev = _device(src_ad, af_device) if src_name != "numpy" else af.Device("cpu")
+        if _expect(src_ad, case.dtype, src_dev) != "ok":
+            continue
+        x = _make(src_name, case, src_dev)
+        for dev in (None, af.Device.parse(af_device)):
+            fn = _direct(src_ad, tgt_ad, type(x), dev)
+            if fn is None:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a direct call that warns breaks the contract
+                try:
+                    got = fn(x)
+                except Exception:  # refused: the plan runs instead
+                    continue
+            what = f"{src_name} -> {tgt_name} direct call (device={dev}) on case {case.name!r}"
+            try:
+                p = af.plan(x, tgt_name, device=dev)
+            except af.ArrayFerryError as exc:
+                pytest.fail(f"{what} returned an array, but the plan refuses the case: {exc}")
+            want = p.execute(x)
+            assert type(got) is type(want), f"{what}: {type(got).__qualname__}, the plan gives {type(want).__qualname__}"
+            assert af.device_of(got) == af.device_of(want), f"{what}: on {af.device_of(got)}, the plan's result on {af.device_of(want)}"
+            assert _bits(_readback(got)) == _bits(_readback(want)), f"{what}: values differ from the plan's"
+            shared, planned = af.shares_memory(got, x), af.shares_memory(want, x)
+            assert shared == planned, f"{what}: shares memory {shared}, the plan's result {planned}"
 
 
 def test_target_options(af_framework: str) -> None:
