@@ -249,6 +249,52 @@ def test_cycle_is_an_error() -> None:
         af.plan_tree(a, "torch")
 
 
+def test_cycle_deeper_than_the_counted_walk_names_its_path() -> None:
+    """convert_tree counts depth instead of keeping its path; past _tree._DEEP it walks again
+    keeping it: a cycle far down is still named by its path, a deep tree without one converts."""
+    from arrayferry import _tree
+
+    deep: list[Any] = [np.arange(3.0)]
+    node = deep
+    for _ in range(_tree._DEEP + 5):
+        child: list[Any] = [np.arange(2.0)]
+        node.append(child)
+        node = child
+    out = af.convert_tree(deep, "torch")
+    probe, depth = out, 0
+    while len(probe) > 1:
+        assert isinstance(probe[0], torch.Tensor)
+        probe, depth = probe[1], depth + 1
+    assert depth == _tree._DEEP + 5 and probe[0].data_ptr() == node[0].ctypes.data
+    node.append(deep)  # now a cycle, more than _DEEP containers down
+    with pytest.raises(af.ArrayFerryError, match="contains itself") as ei:
+        af.convert_tree(deep, "torch")
+    assert str(ei.value).startswith("In the tree, leaf " + "[1]" * (_tree._DEEP + 6) + " ")
+
+
+@pytest.mark.parametrize("kind", ["dict", "list", "tuple"])
+def test_uniform_containers_with_a_refused_leaf(kind: str) -> None:
+    """A container of many arrays of one type goes through one map of the direct call; an array
+    the call refuses (read-only, reversed) sends the container leaf by leaf: each leaf as
+    convert would do it."""
+    arrays = [np.arange(4.0) + i for i in range(12)]
+    ro = arrays[5]
+    ro.flags.writeable = False
+    arrays[7] = arrays[7][::-1]
+    for _ in range(2):  # the second time with the type's cache entry in place
+        tree: Any = {f"k{i}": a for i, a in enumerate(arrays)} if kind == "dict" else (
+            arrays if kind == "list" else tuple(arrays))
+        out = af.convert_tree(tree, "torch")
+        got = list(out.values()) if kind == "dict" else list(out)
+        assert type(out) is type(tree)
+        for a, t in zip(arrays, got, strict=True):
+            same_bits(a, t)
+            assert (t.data_ptr() == a.ctypes.data) == (a.flags.writeable and a.strides[0] > 0)
+    plain = {f"k{i}": np.arange(3.0) for i in range(10)}
+    out = af.convert_tree(plain, "torch")
+    assert all(out[k].data_ptr() == v.ctypes.data for k, v in plain.items())
+
+
 def test_shared_subtrees_are_converted_each_time() -> None:
     shared = [np.ones(2)]
     out = af.convert_tree({"a": shared, "b": shared}, "torch")

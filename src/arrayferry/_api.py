@@ -697,6 +697,7 @@ def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | No
             raise_failed(okey, src, sig, exc, x)
 
     if spec is None:
+        conv.entries = types  # type: ignore[attr-defined]  # convert_tree's map over uniform containers
         return conv
 
     def conv_on_stream(x: Any) -> Any:

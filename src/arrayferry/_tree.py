@@ -255,42 +255,94 @@ def _cycle(node: Any, path: str | None = None) -> ArrayFerryError:
         hint="convert_tree walks trees, not graphs with cycles; break the cycle first"))
 
 
-def _map(node: Any, fn: Callable[[Any], Any], active: set[int]) -> Any:
-    """Rebuild ``node`` with ``fn`` applied to every array leaf."""
+#: Depth at which convert_tree's walk, which counts depth instead of keeping the containers on its
+#: path, starts again with the path kept (a cycle, or a tree this deep, is rare: see _map).
+_DEEP = 100
+#: Containers with at least this many children try the one-``map`` conversion (below that, the
+#: test of their children's types costs more than it saves).
+_UNIFORM = 8
+
+
+class _TooDeep(Exception):
+    """The counted walk went deeper than ``_DEEP``: walk again keeping the path (cycle check)."""
+
+
+def _map(node: Any, fn: Callable[[Any], Any], active: set[int] | None, depth: int = 0,
+         entries: Mapping[type, Any] | None = None) -> Any:
+    """Rebuild ``node`` with ``fn`` applied to every array leaf.
+
+    ``active`` holds the ids of the containers on the path (a cycle raises); ``None`` counts the
+    depth instead (cheaper per container) and raises :class:`_TooDeep` beyond ``_DEEP``, and the
+    caller walks again with a set. ``entries`` is the converter's plan-cache entries (``fn.entries``):
+    a container whose children are all arrays of one type with a direct call
+    (``Adapter.direct_call``) is converted by one ``map`` of it, without a Python frame per leaf;
+    a refusal falls back to the leaf-by-leaf loop, where ``fn`` handles it."""
     k = _KINDS.get(type(node)) or _kind(type(node))
     if k == _ARRAY:
         return fn(node)
     if k == _LEAF:
         return node
-    nid = id(node)
-    if nid in active:
-        raise _cycle(node)
-    active.add(nid)
+    if active is None:
+        if depth >= _DEEP:
+            raise _TooDeep
+        nid = 0
+    else:
+        nid = id(node)
+        if nid in active:
+            raise _cycle(node)
+        active.add(nid)
+    depth += 1
     kinds = _KINDS
     try:
         if k == "dict":  # _WALK["dict"] unrolled, for speed: the commonest container
+            if entries is not None and len(node) >= _UNIFORM:
+                types = set(map(type, node.values()))
+                if len(types) == 1:
+                    te = entries.get(types.pop())
+                    if te is not None and te[4] is not None:
+                        try:
+                            return dict(zip(node, map(te[4], node.values()), strict=True))
+                        except Exception:  # a refusal: leaf by leaf below, where fn plans it
+                            pass
             new: dict[Any, Any] = {}
             key: Any = None
             try:
                 for key, v in node.items():
                     kv = kinds.get(type(v))
-                    new[key] = fn(v) if kv == _ARRAY else v if kv == _LEAF else _map(v, fn, active)
+                    new[key] = (fn(v) if kv == _ARRAY else v if kv == _LEAF
+                                else _map(v, fn, active, depth, entries))
+            except _TooDeep:
+                raise
             except Exception as exc:
                 raise _fail(exc, f"[{key!r}]") from None
             return new
         flatten, unflatten, segment = _WALK[k]
         children, aux = flatten(node)
+        if entries is not None and len(children) >= _UNIFORM and k != "custom":
+            types = set(map(type, children))
+            if len(types) == 1:
+                te = entries.get(types.pop())
+                if te is not None and te[4] is not None:
+                    try:
+                        converted = list(map(te[4], children))
+                    except Exception:  # a refusal: leaf by leaf below
+                        pass
+                    else:
+                        return unflatten(node, aux, converted)
         out: list[Any] = []
         append = out.append
         try:
             for v in children:
                 kv = kinds.get(type(v))
-                append(fn(v) if kv == _ARRAY else v if kv == _LEAF else _map(v, fn, active))
+                append(fn(v) if kv == _ARRAY else v if kv == _LEAF else _map(v, fn, active, depth, entries))
+        except _TooDeep:
+            raise
         except Exception as exc:
             raise _fail(exc, segment(aux, len(out))) from None
         return unflatten(node, aux, out)
     finally:
-        active.discard(nid)
+        if nid:
+            active.discard(nid)  # type: ignore[union-attr]
 
 
 def leaves(tree: Any) -> tuple[list[tuple[str, Any]], list[str]]:
@@ -379,8 +431,12 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
         with using_stream(parse_stream(stream)):
             return convert_tree(tree, to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
     conv = _api.converter(to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
+    entries = getattr(conv, "entries", None)
     try:
-        return _map(tree, conv, set())
+        try:
+            return _map(tree, conv, None, 0, entries)
+        except _TooDeep:  # a cycle, or a tree deeper than _DEEP: again, keeping the path
+            return _map(tree, conv, set(), 0, entries)
     except _Failed as failed:
         _reraise(failed, to)
         raise  # pragma: no cover - _reraise always raises
