@@ -22,7 +22,7 @@ PACKAGE = "arrayferry"
 
 #: Bottom first. Names are module paths relative to the package ("" is the package itself).
 LAYERS: list[tuple[str, frozenset[str]]] = [
-    ("values", frozenset({"_errors", "_markers", "_dlpack_abi", "_step", "_device", "_dtypes"})),
+    ("values", frozenset({"_errors", "_markers", "_dlpack_abi", "_step", "_device", "_dtypes", "_speedups"})),
     ("protocol", frozenset({"_adapter", "_hostops", "_cuda", "hookspecs"})),
     ("registry", frozenset({"_registry", "_namespace"})),
     ("planner", frozenset({"_capabilities", "_plan"})),
@@ -39,7 +39,9 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
 def _modules(root: pathlib.Path = SRC) -> dict[str, pathlib.Path]:
     """``{"arrayferry._api": path, ...}`` for every module of the package."""
     out = {}
-    for path in sorted((root / PACKAGE).rglob("*.py")):
+    # a compiled module (``_speedups``) stands here by its stub
+    stubs = [p for p in (root / PACKAGE).rglob("*.pyi") if not p.with_suffix(".py").exists()]
+    for path in sorted([*(root / PACKAGE).rglob("*.py"), *stubs]):
         parts = list(path.relative_to(root).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]

@@ -485,11 +485,16 @@ def check_method(src: str, dst: str, casting: str | None = None) -> str:
         return "no check needed"
     if mode == "exact":
         return "every value compared with its cast, per cached block"
+    if (src not in ML_DTYPES and kind_of(src) != "c" and _flags_reliable(_component(src), _component(dst))):
+        return "FPU flags of the cast itself, no extra pass"
+    fused = _speedups() is not None and src not in ML_DTYPES and (
+        (kind_of(dst) in "iu" and (kind_of(src) in "iu" or src in ("float32", "float64")))
+        or (kind_of(src) == "c" and dst == _component(src)))
+    if fused:  # (for a C-contiguous, aligned, native-order source; others as below)
+        return "cast and check fused in one compiled pass (arrayferry._speedups)"
     if kind_of(src) == "c" and kind_of(dst) != "c":
         narrows = _checked_bounds(_component(src), _component(dst)) is not None
         return "imaginary parts tested" + (", then min/max of the real parts" if narrows else "") + ", per cached block"
-    if (src not in ML_DTYPES and kind_of(src) != "c" and _flags_reliable(_component(src), _component(dst))):
-        return "FPU flags of the cast itself, no extra pass"
     rsrc = "float32" if src in ML_DTYPES else _component(src)
     test = _range_test(rsrc, _component(dst))
     name = getattr(test, "__name__", "")
@@ -512,8 +517,10 @@ def _flags_reliable(src: str, dst: str) -> bool:
     range check costs nothing: ``np.errstate(invalid="raise", over="raise")`` around the cast."""
     import numpy as np
 
-    if src in ML_DTYPES or dst in ML_DTYPES or kind_of(src) != "f" or kind_of(dst) not in "iuf":
+    if src in ML_DTYPES or dst in ML_DTYPES:
         return False
+    if not (kind_of(src) == "f" and kind_of(dst) in "iuf" or kind_of(src) in "iu" and kind_of(dst) == "f"):
+        return False  # (integers to float16: NumPy's software conversion raises the overflow flag)
     with np.errstate(all="ignore"):
         return _probe_flags(src, dst)
 
@@ -526,7 +533,11 @@ def _probe_flags(src: str, dst: str) -> bool:
         return False
     npsrc, np_dst = numpy_dtype(src), numpy_dtype(dst)
     lo, hi = (np.array(v, dtype=npsrc)[()] for v in b)
-    outside = [np.nextafter(lo, npsrc.type(-np.inf)), np.nextafter(hi, npsrc.type(np.inf))]
+    if kind_of(src) in "iu":  # the integers just outside, where the source holds them
+        slo, shi = _irange(src)
+        outside = [npsrc.type(v) for v in (int(lo) - 1, int(hi) + 1) if slo <= v <= shi]
+    else:
+        outside = [np.nextafter(lo, npsrc.type(-np.inf)), np.nextafter(hi, npsrc.type(np.inf))]
     if kind_of(dst) in "iu":
         outside += [npsrc.type(np.nan), npsrc.type(np.inf), npsrc.type(-np.inf)]
 
@@ -573,6 +584,8 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
             return out
         except FloatingPointError:
             pass  # find which value, and say so (or accept: a signalling NaN also raises the flag)
+    if mode == "range" and not through_f32 and _fused_cast(a, out, src, dst):
+        return out  # one compiled pass cast and checked every value (a failing value: see below)
     # the real dtype each block is checked in: float32 for ml_dtypes, the component of complex
     rsrc = "float32" if through_f32 else _component(src)
     with np.errstate(all="ignore"):
@@ -601,6 +614,57 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
         else:
             _cast_checked(out, a, src, dst, mode, shape, through_f32, drop_imag, rsrc)
     return out
+
+
+def _speedups() -> Any:
+    """``arrayferry._speedups`` (the compiled one-pass check), or ``None`` where it was not built."""
+    global _SPEEDUPS
+    if _SPEEDUPS is _UNSET:
+        try:
+            from . import _speedups as mod
+
+            _SPEEDUPS = mod
+        except ImportError:  # built without a C compiler: NumPy, block by block
+            _SPEEDUPS = None
+    return _SPEEDUPS
+
+
+_UNSET: Any = object()
+_SPEEDUPS: Any = _UNSET
+
+
+def _fused_cast(a: Any, out: Any, src: str, dst: str) -> bool:
+    """Cast ``a`` into ``out`` and check every value in one compiled pass
+    (``arrayferry._speedups.cast_checked``) where it applies: a C-contiguous, aligned,
+    native-order real source of 1 to 8 bytes (floats of 4 or 8) going to an integer type, or a
+    complex source going to the real type of its component. ``True`` when every value passed
+    (``out`` holds the cast); ``False`` when it does not apply or a value failed, and the caller
+    then casts again and words the failure as ever (the compiled pass is only a faster yes)."""
+    mod = _speedups()
+    if mod is None or not a.size:
+        return False
+    ad, od = a.dtype, out.dtype
+    if not (a.flags.c_contiguous and a.flags.aligned and ad.isnative and out.flags.c_contiguous
+            and od.isnative and a.shape == out.shape):
+        return False
+    ks, kd = ad.kind, od.kind
+    if ks == "c":
+        if kd != "f" or od.itemsize * 2 != ad.itemsize or _checked_bounds(_component(src), dst) is not None:
+            return False  # a narrowing to another precision also checks the real parts' range
+        lo: Any = 0
+        hi: Any = 0
+    elif kd in "iu" and (ks in "iu" or (ks == "f" and ad.itemsize in (4, 8))) and src not in ML_DTYPES:
+        b = _checked_bounds(src, dst)
+        if b is None:
+            return False
+        if ks == "f":
+            lo, hi = float(b[0]), float(b[1])
+        else:  # in the source's own range (uint64 -> int64: [0, 2**63 - 1])
+            slo, shi = _irange(src)
+            lo, hi = max(int(b[0]), slo), min(int(b[1]), shi)
+    else:
+        return False
+    return bool(mod.cast_checked(a, out, ks, ad.itemsize, kd, od.itemsize, lo, hi) < 0)
 
 
 def _copy_cast(o: Any, b: Any, through_f32: bool) -> None:

@@ -1,0 +1,3 @@
+from typing import Any
+
+def cast_checked(src: Any, dst: Any, src_kind: str, src_size: int, dst_kind: str, dst_size: int, lo: Any, hi: Any, /) -> int: ...
