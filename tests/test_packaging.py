@@ -220,3 +220,34 @@ def test_every_hint_command_is_run_by_the_install_check() -> None:
                     "pip install --upgrade dask[array]>=2025.2", "pip install -e plugins/arrayferry-jax",
                     "pip install --upgrade pyarrow>=18.0", "pip install -e plugins/arrayferry-pyarrow"}
     assert hints - scripted - not_provoked == set(), sorted(hints - scripted - not_provoked)
+
+
+@pytest.mark.slow
+def test_installs_and_checks_casts_without_a_c_compiler(tmp_path: Path) -> None:
+    """docs/install.md: without a C compiler the optional extension is skipped, the wheel still
+    builds and installs, and a checked cast still raises (through NumPy, block by block)."""
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                            "-w", str(wheels), "-q"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (whl,) = wheels.glob("arrayferry-*.whl")
+    site = tmp_path / "site"
+    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                           str(site), str(whl)], capture_output=True, text=True)
+    assert inst.returncode == 0, inst.stdout + inst.stderr
+    assert not list((site / "arrayferry").glob("_speedups*.so")) and (site / "arrayferry" / "_speedups.pyi").exists()
+    code = (
+        "import numpy as np, arrayferry as af\n"
+        "from arrayferry import _hostops\n"
+        "assert _hostops._speedups() is None, _hostops._speedups()\n"
+        "print(af.convert(np.array([1, 2]), 'numpy', dtype='uint8').tolist())\n"
+        "try:\n"
+        "    af.convert(np.array([1, 300]), 'numpy', dtype='uint8')\n"
+        "except af.LossyConversionError as e:\n"
+        "    print('refused:', str(e).splitlines()[0])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == ["[1, 2]", "refused: Casting int64 to uint8 would change values: 300 is outside uint8's range [0, 255]."]
