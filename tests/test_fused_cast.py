@@ -9,7 +9,11 @@ path. Integers to float16 are checked by NumPy's overflow flag, probed once per 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 import sysconfig
 from typing import Any
 
@@ -32,6 +36,8 @@ def _compiler() -> bool:
 
 
 def test_the_extension_is_built_where_a_compiler_is() -> None:
+    if os.environ.get("ARRAYFERRY_NO_SPEEDUPS"):
+        pytest.skip("ARRAYFERRY_NO_SPEEDUPS is set: the Python path is under test")
     if not _compiler():
         pytest.skip("no C compiler here: arrayferry installs without its one-pass check (NumPy checks instead)")
     assert _hostops._speedups() is not None, "pip install -e . builds arrayferry._speedups with a C compiler"
@@ -184,3 +190,24 @@ def test_integers_to_float16_use_numpys_overflow_flag(src: str, monkeypatch: pyt
         a[33] = v
         fused, plain = _both(a, src, "float16", monkeypatch)
         assert fused == plain and (fused[0] == "ok") == ok, (src, v, fused)
+
+
+@pytest.mark.slow
+def test_the_python_path_passes_the_hot_path_and_cast_suites() -> None:
+    """Without the extension (ARRAYFERRY_NO_SPEEDUPS=1, as where no C compiler built it) the same
+    logic runs in Python: the suites of the hot path, the tree walker, the casts and this file
+    pass there too."""
+    if os.environ.get("ARRAYFERRY_NO_SPEEDUPS"):
+        pytest.skip("already without the extension")
+    root = Path(__file__).parent
+    files = ["test_direct_calls.py", "test_cache.py", "test_tree.py", "test_decorator.py", "test_fused_cast.py",
+             "test_cast_placement.py", "test_protocol_cost.py"]
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                          *(str(root / f) for f in files), "-k", "not test_the_python_path_passes"],
+                         env={**os.environ, "ARRAYFERRY_NO_SPEEDUPS": "1"}, capture_output=True, text=True, cwd=root.parent)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    probe = subprocess.run([sys.executable, "-c", "import arrayferry as af, numpy as np\n"
+                            "from arrayferry import _hostops\n"
+                            "print(_hostops._speedups(), type(af.convert).__name__, type(af.converter('numpy')).__name__)"],
+                           env={**os.environ, "ARRAYFERRY_NO_SPEEDUPS": "1"}, capture_output=True, text=True)
+    assert probe.stdout.split() == ["None", "function", "function"], probe.stdout + probe.stderr

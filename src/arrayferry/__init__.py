@@ -60,8 +60,9 @@ _LAZY: dict[str, str] = {
 }
 
 # Names whose runtime object is a faster twin of the documented function (same signature and
-# docstring, through ``__wrapped__``): ``convert``'s hot path without keyword-only defaults.
-_RUNTIME: dict[str, str] = {"convert": "_convert_fast"}
+# docstring, through ``__wrapped__``): ``convert``'s hot path, compiled where the extension is
+# built, else in Python without keyword-only defaults (``_api._exported_convert``).
+_RUNTIME: dict[str, str] = {"convert": "_convert_export"}
 
 if TYPE_CHECKING:
     from ._adapter import Adapter, ArrayInfo, Step, identity

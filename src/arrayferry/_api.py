@@ -626,6 +626,54 @@ functools.update_wrapper(_convert_fast, convert)
 _convert_fast.__code__ = _convert_fast.__code__.replace(co_name="convert", co_qualname="convert")
 
 
+def _run_cached(okey: Hashable, types: dict[type, TypeEntry], x: Any) -> Any:
+    """The signature half of the hot path (after a direct call refused ``x``, or without one):
+    the cached run for ``x``'s key or signature, planned on a miss, its foreign errors worded."""
+    try:
+        te = types[type(x)]
+        sig = te[0](x)
+        run = te[1][sig]
+        src = te[2]
+    except (KeyError, TypeError):
+        run, src, sig = lookup(okey, x, types)
+    try:
+        return run(x)
+    except ArrayFerryError:
+        raise
+    except Exception as exc:  # foreign errors: see _plan.failure
+        raise_failed(okey, src, sig, exc, x)
+
+
+def _convert_refused(x: Any, to: Any) -> Any:
+    """``convert(x, to)`` after ``x``'s direct call refused it (the compiled hot path's callback)."""
+    _refused(to, x)
+    return _run_cached(to, types_for(to), x)
+
+
+def _hot() -> Any:
+    """``arrayferry._speedups.Hot`` (the hot path in C), or ``None`` where it was not built."""
+    from ._hostops import _speedups
+
+    mod = _speedups()
+    return None if mod is None else mod.Hot
+
+
+def _exported_convert() -> Callable[..., Any]:
+    """What ``arrayferry.convert`` is at run time: the compiled hot path over :data:`_CACHE`
+    (``x`` and ``to`` only; anything else, and every miss, goes to :func:`convert`), or
+    :func:`_convert_fast` without the extension. Either carries ``convert``'s signature and
+    docstring (``__wrapped__``)."""
+    hot = _hot()
+    if hot is None:
+        return _convert_fast
+    fn = hot(None, _CACHE, convert, _convert_refused)
+    functools.update_wrapper(fn, convert)
+    return fn  # type: ignore[no-any-return]
+
+
+_convert_export = _exported_convert()
+
+
 def _uncached(x: Any, to: Any, device: Any, dtype: Any, copy: bool | None, casting: str | None,
               opts: tuple[tuple[str, Any], ...] = ()) -> Any:
     """Convert without the cache (options or a signature that cannot be hashed)."""
@@ -697,8 +745,16 @@ def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | No
             raise_failed(okey, src, sig, exc, x)
 
     if spec is None:
-        conv.entries = types  # type: ignore[attr-defined]  # convert_tree's map over uniform containers
-        return conv
+        hot = _hot()
+        out: Any = conv
+        if hot is not None:  # the same, compiled; misses and failures come back to conv (or after_refusal)
+            def after_refusal(x: Any) -> Any:
+                _refused(okey, x, types)
+                return _run_cached(okey, types, x)
+
+            out = hot(types, None, conv, after_refusal)
+        out.entries = types  # convert_tree's map over uniform containers
+        return out  # type: ignore[no-any-return]
 
     def conv_on_stream(x: Any) -> Any:
         from ._cuda import using_stream

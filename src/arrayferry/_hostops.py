@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._dtypes import ITEMSIZE, ML_DTYPES, kind_of, numpy_dtype
@@ -46,6 +47,7 @@ __all__ = [
     "range_problem",
     "device_check",
     "check_method",
+    "guarded_call",
 ]
 
 CASTING: tuple[str, ...] = ("no", "equiv", "safe", "same_kind", "same_value", "unsafe")
@@ -617,9 +619,16 @@ def host_cast(a: Any, src: str, dst: str, mode: str | None, shape: tuple[int, ..
 
 
 def _speedups() -> Any:
-    """``arrayferry._speedups`` (the compiled one-pass check), or ``None`` where it was not built."""
+    """``arrayferry._speedups`` (the compiled one-pass check and hot path), or ``None`` where it
+    was not built or ``ARRAYFERRY_NO_SPEEDUPS`` is set to a non-empty value (read once, at first
+    use: the same logic then runs in Python, as without a C compiler)."""
     global _SPEEDUPS
     if _SPEEDUPS is _UNSET:
+        import os
+
+        if os.environ.get("ARRAYFERRY_NO_SPEEDUPS"):
+            _SPEEDUPS = None
+            return None
         try:
             from . import _speedups as mod
 
@@ -631,6 +640,31 @@ def _speedups() -> Any:
 
 _UNSET: Any = object()
 _SPEEDUPS: Any = _UNSET
+
+
+def guarded_call(call: Callable[[Any], Any], key: Callable[[Any], Any], mask: int, accepted: Iterable[int],
+                 fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``x -> call(x)`` when ``key(x) & mask`` is one of ``accepted`` (at most 16 ints), else
+    ``fallback(x)``: a direct call's guard (``Adapter.direct_call``) without a Python frame where
+    the compiled extension is built (``arrayferry._speedups.Guarded``; a Python closure doing the
+    same otherwise). ``key`` should itself be C-level (an ``operator.attrgetter``), ``call`` the
+    native conversion, ``fallback`` the slower test for everything else, raising to refuse.
+
+    torch's NumPy -> torch direct call: ``guarded_call(torch.from_numpy,
+    attrgetter("flags.num"), mask, writable_aligned_owned_contiguous_flags, views_test)``.
+    """
+    acc = tuple(int(a) for a in accepted)
+    if len(acc) > 16:
+        raise ValueError(f"guarded_call takes at most 16 accepted keys, got {len(acc)}")
+    mod = _speedups()
+    if mod is not None:
+        return mod.Guarded(call, key, int(mask), acc, fallback)  # type: ignore[no-any-return]
+    ok = frozenset(acc)
+
+    def guarded(x: Any) -> Any:
+        return call(x) if key(x) & mask in ok else fallback(x)
+
+    return guarded
 
 
 def _fused_cast(a: Any, out: Any, src: str, dst: str) -> bool:

@@ -1,4 +1,5 @@
-/* arrayferry._speedups: the range-checked cast in one pass (optional; pure Python falls back).
+/* arrayferry._speedups: the range-checked cast in one pass, and the plan cache's hot path
+ * (optional: without it arrayferry runs the same logic in Python).
  *
  * cast_checked(src, dst, src_kind, src_size, dst_kind, dst_size, lo, hi) -> int
  *
@@ -17,6 +18,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* x86-64's baseline (SSE2) has no 64-bit integer compares or float<->int64 conversions in its
@@ -222,6 +225,282 @@ static PyObject *cast_checked(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(r);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Hot: the plan cache's hot path (arrayferry._api), for `convert(x, to)` and `converter(to)(x)`.
+ *
+ * Hot(types, cache, slow, refused): called with one array (types given: a converter) or with
+ * (x, to) (cache given: convert), no keywords. It reads the entry of type(x) in `types` (or in
+ * cache[to]), a 5-tuple (key function, {key: run}, adapter, {signature: run}, direct call or None),
+ * and returns direct(x), or run(x) for the run its key finds. Everything else goes to Python:
+ * a miss, keywords or another number of arguments to slow(*args, **kw); a direct call that raises
+ * an Exception to refused(*args) (which counts the refusal and plans); a key function or run that
+ * raises an Exception to slow(*args), which computes everything again and words the error. Only
+ * what cannot fail differently is done here: the Python path stays the one that decides.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    PyObject *types;   /* converter: type -> entry; or NULL */
+    PyObject *cache;   /* convert: to -> types; or NULL */
+    PyObject *slow;
+    PyObject *refused;
+    PyObject *dict;
+    vectorcallfunc vectorcall;
+} HotObject;
+
+static PyObject *hot_entry_call(HotObject *self, PyObject *types, PyObject *const *args, size_t nargsf) {
+    PyObject *x = args[0];
+    PyObject *te = PyDict_GetItemWithError(types, (PyObject *)Py_TYPE(x));
+    if (te == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return PyObject_Vectorcall(self->slow, args, nargsf, NULL);
+    }
+    if (!PyTuple_CheckExact(te) || PyTuple_GET_SIZE(te) != 5) return PyObject_Vectorcall(self->slow, args, nargsf, NULL);
+    Py_INCREF(te); /* the dict may change while Python code runs */
+    PyObject *r = NULL;
+    PyObject *direct = PyTuple_GET_ITEM(te, 4);
+    if (direct != Py_None) {
+        r = PyObject_Vectorcall(direct, &x, 1, NULL);
+        if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+            r = PyObject_Vectorcall(self->refused, args, nargsf, NULL);
+        }
+        Py_DECREF(te);
+        return r;
+    }
+    PyObject *key = PyObject_Vectorcall(PyTuple_GET_ITEM(te, 0), &x, 1, NULL);
+    PyObject *run = NULL;
+    if (key != NULL) {
+        PyObject *fast = PyTuple_GET_ITEM(te, 1);
+        run = PyDict_CheckExact(fast) ? PyDict_GetItemWithError(fast, key) : NULL;
+        Py_XINCREF(run);
+        Py_DECREF(key);
+    }
+    if (run != NULL) {
+        r = PyObject_Vectorcall(run, &x, 1, NULL);
+        Py_DECREF(run);
+        if (r != NULL) {
+            Py_DECREF(te);
+            return r;
+        }
+    }
+    Py_DECREF(te);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
+        PyErr_Clear();
+    }
+    return PyObject_Vectorcall(self->slow, args, nargsf, NULL);
+}
+
+static PyObject *hot_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    HotObject *self = (HotObject *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        if (self->types != NULL && nargs == 1) return hot_entry_call(self, self->types, args, nargsf);
+        if (self->cache != NULL && nargs == 2) {
+            PyObject *types = PyDict_GetItemWithError(self->cache, args[1]);
+            if (types != NULL && PyDict_CheckExact(types)) {
+                Py_INCREF(types);
+                PyObject *r = hot_entry_call(self, types, args, nargsf);
+                Py_DECREF(types);
+                return r;
+            }
+            if (PyErr_Occurred()) {  /* an unhashable target: the Python path says what it is */
+                if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+                PyErr_Clear();
+            }
+        }
+    }
+    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+}
+
+static PyObject *hot_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *types, *cache, *slow, *refused;
+    static char *names[] = {"types", "cache", "slow", "refused", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO", names, &types, &cache, &slow, &refused)) return NULL;
+    if ((types == Py_None) == (cache == Py_None) || (types != Py_None && !PyDict_CheckExact(types)) ||
+        (cache != Py_None && !PyDict_CheckExact(cache)) || !PyCallable_Check(slow) || !PyCallable_Check(refused)) {
+        PyErr_SetString(PyExc_TypeError, "Hot(types, cache, slow, refused): one of types/cache is a dict, the other None; slow and refused are callables");
+        return NULL;
+    }
+    HotObject *self = (HotObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->types = types == Py_None ? NULL : Py_NewRef(types);
+    self->cache = cache == Py_None ? NULL : Py_NewRef(cache);
+    self->slow = Py_NewRef(slow);
+    self->refused = Py_NewRef(refused);
+    self->dict = NULL;
+    self->vectorcall = hot_vectorcall;
+    return (PyObject *)self;
+}
+
+static int hot_traverse(HotObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->types);
+    Py_VISIT(self->cache);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->refused);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int hot_clear(HotObject *self) {
+    Py_CLEAR(self->types);
+    Py_CLEAR(self->cache);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->refused);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void hot_dealloc(HotObject *self) {
+    PyObject_GC_UnTrack(self);
+    hot_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *hot_get(PyObject *self, PyObject *obj, PyObject *type) {
+    /* a function, not a method: stored on a class it is not bound (like builtins) */
+    return Py_NewRef(self);
+}
+
+static PyObject *hot_repr(HotObject *self) {
+    PyObject *name = self->dict ? PyDict_GetItemString(self->dict, "__qualname__") : NULL;
+    if (name != NULL && PyUnicode_Check(name)) return PyUnicode_FromFormat("<compiled function %U>", name);
+    return PyUnicode_FromString("<arrayferry._speedups.Hot>");
+}
+
+static PyMemberDef hot_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(HotObject, dict), READONLY},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(HotObject, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyGetSetDef hot_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict},
+    {NULL},
+};
+
+static PyTypeObject HotType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "arrayferry._speedups.Hot",
+    .tp_basicsize = sizeof(HotObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "The plan cache's hot path (see arrayferry._api).",
+    .tp_new = hot_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(HotObject, vectorcall),
+    .tp_dictoffset = offsetof(HotObject, dict),
+    .tp_traverse = (traverseproc)hot_traverse,
+    .tp_clear = (inquiry)hot_clear,
+    .tp_dealloc = (destructor)hot_dealloc,
+    .tp_descr_get = hot_get,
+    .tp_repr = (reprfunc)hot_repr,
+    .tp_members = hot_members,
+    .tp_getset = hot_getset,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Guarded(call, key, mask, accepted, fallback): x -> call(x) when int(key(x)) & mask is one of
+ * `accepted` (a tuple of ints), else fallback(x). A direct call's guard without a Python frame
+ * (arrayferry.plugin.guarded_call): torch.from_numpy behind NumPy's flags.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    PyObject *call, *key, *fallback, *accepted;
+    long long mask;
+    long long acc[16];
+    Py_ssize_t nacc;
+    vectorcallfunc vectorcall;
+} GuardedObject;
+
+static PyObject *guarded_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    GuardedObject *self = (GuardedObject *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "a guarded call takes one array");
+        return NULL;
+    }
+    PyObject *k = PyObject_Vectorcall(self->key, args, 1, NULL);
+    if (k == NULL) return NULL;
+    long long v = PyLong_Check(k) ? PyLong_AsLongLong(k) : -1;
+    Py_DECREF(k);
+    if (v == -1 && PyErr_Occurred()) return NULL;
+    v &= self->mask;
+    for (Py_ssize_t i = 0; i < self->nacc; i++) {
+        if (self->acc[i] == v) return PyObject_Vectorcall(self->call, args, 1, NULL);
+    }
+    return PyObject_Vectorcall(self->fallback, args, 1, NULL);
+}
+
+static PyObject *guarded_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *call, *key, *accepted, *fallback;
+    long long mask;
+    static char *names[] = {"call", "key", "mask", "accepted", "fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOLOO", names, &call, &key, &mask, &accepted, &fallback)) return NULL;
+    if (!PyCallable_Check(call) || !PyCallable_Check(key) || !PyCallable_Check(fallback) || !PyTuple_Check(accepted) ||
+        PyTuple_GET_SIZE(accepted) > 16) {
+        PyErr_SetString(PyExc_TypeError, "Guarded(call, key, mask, accepted, fallback): callables, an int mask and a tuple of at most 16 ints");
+        return NULL;
+    }
+    GuardedObject *self = (GuardedObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->nacc = PyTuple_GET_SIZE(accepted);
+    for (Py_ssize_t i = 0; i < self->nacc; i++) {
+        self->acc[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(accepted, i));
+        if (self->acc[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    self->call = Py_NewRef(call);
+    self->key = Py_NewRef(key);
+    self->fallback = Py_NewRef(fallback);
+    self->accepted = Py_NewRef(accepted);
+    self->mask = mask;
+    self->vectorcall = guarded_vectorcall;
+    return (PyObject *)self;
+}
+
+static int guarded_traverse(GuardedObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->call);
+    Py_VISIT(self->key);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->accepted);
+    return 0;
+}
+
+static int guarded_clear(GuardedObject *self) {
+    Py_CLEAR(self->call);
+    Py_CLEAR(self->key);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->accepted);
+    return 0;
+}
+
+static void guarded_dealloc(GuardedObject *self) {
+    PyObject_GC_UnTrack(self);
+    guarded_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *guarded_repr(GuardedObject *self) {
+    return PyUnicode_FromFormat("<guarded %R>", self->call);
+}
+
+static PyTypeObject GuardedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "arrayferry._speedups.Guarded",
+    .tp_basicsize = sizeof(GuardedObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "call(x) when int(key(x)) & mask is accepted, else fallback(x) (arrayferry.plugin.guarded_call).",
+    .tp_new = guarded_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(GuardedObject, vectorcall),
+    .tp_traverse = (traverseproc)guarded_traverse,
+    .tp_clear = (inquiry)guarded_clear,
+    .tp_dealloc = (destructor)guarded_dealloc,
+    .tp_repr = (reprfunc)guarded_repr,
+    .tp_descr_get = hot_get,
+};
+
 static PyMethodDef methods[] = {
     {"cast_checked", cast_checked, METH_VARARGS,
      "cast_checked(src, dst, src_kind, src_size, dst_kind, dst_size, lo, hi) -> index of the first "
@@ -234,4 +513,14 @@ static struct PyModuleDef module = {
     "The range-checked cast in one pass (see arrayferry._hostops).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    if (PyType_Ready(&HotType) < 0 || PyType_Ready(&GuardedType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Hot", (PyObject *)&HotType) < 0 ||
+        PyModule_AddObjectRef(m, "Guarded", (PyObject *)&GuardedType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -25,6 +25,8 @@ What is here, by job:
 * **casts and host copies**: the value checks of the casting policy (:func:`check_cast_values`,
   :func:`device_check`), NumPy's cast fused with them (:func:`host_cast`), and the host copy step
   the planner itself uses (:func:`host_copy_step`);
+* **the hot path**: :func:`guarded_call`, the guard of a direct call (``Adapter.direct_call``)
+  without a Python frame;
 * **streams and CUDA**: the ``stream=`` argument (:func:`parse_stream`, :func:`requested_stream`,
   :func:`with_requested_stream`, :class:`StreamSpec`), DLPack and ``__cuda_array_interface__``
   consumption (:func:`consume_dlpack`, :func:`producer_stream`, :class:`CAIView`), the streams
@@ -95,7 +97,7 @@ from ._errors import (
     UnsupportedDTypeError,
     format_message,
 )
-from ._hostops import CASTING, check_cast_values, device_check, host_cast, host_copy_step
+from ._hostops import CASTING, check_cast_values, device_check, guarded_call, host_cast, host_copy_step
 from ._markers import hookimpl
 
 if TYPE_CHECKING:
@@ -145,6 +147,8 @@ __all__ = [
     "device_check",
     "host_cast",
     "host_copy_step",
+    # the hot path
+    "guarded_call",
     # streams and CUDA
     "LEGACY_DEFAULT_STREAM",
     "PER_THREAD_DEFAULT_STREAM",

@@ -13,6 +13,7 @@ Constraints it declares to the planner, each a trap of torch's own conversion ca
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
@@ -40,6 +41,7 @@ from arrayferry.plugin import (
     consume_dlpack,
     device_check,
     format_message,
+    guarded_call,
     hookimpl,
     host_cast,
     kind_of,
@@ -85,18 +87,17 @@ def _from_numpy_direct(from_numpy: Callable[[Any], Any]) -> Callable[[Any], Any]
     One flags read for an array owning its data, no Python signature.
     """
 
-    def from_numpy_direct(x: Any, _m: int = _M, _good: frozenset[int] = _GOOD, _need: int = _NEED,
-                          _from_numpy: Callable[[Any], Any] = from_numpy) -> Any:
+    def views(x: Any, _need: int = _NEED, _from_numpy: Callable[[Any], Any] = from_numpy) -> Any:
+        # not writable, aligned, owning contiguous data: a view (or refused)
         n = x.flags.num
-        if n & _m in _good:
-            return _from_numpy(x)
         if n & _need == _need and x.dtype.kind != "c":
             st = x.strides  # a view: never hand torch a negative stride (see above)
             if not st or min(st) >= 0:
                 return _from_numpy(x)
         raise _Refused
 
-    return from_numpy_direct
+    # the common array (writable, aligned, owning contiguous data) without a Python frame
+    return guarded_call(from_numpy, operator.attrgetter("flags.num"), _M, _GOOD, views)
 
 
 def _detach(t: Any) -> Any:
