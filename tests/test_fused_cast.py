@@ -13,8 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 import sysconfig
+from pathlib import Path
 from typing import Any
 
 import numpy as np
