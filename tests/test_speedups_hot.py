@@ -121,3 +121,39 @@ def test_guarded_call() -> None:
         guarded_call(print, print, 1, range(17), print)
     with pytest.raises(AttributeError):
         g(object())  # the key's own error: the direct call raises, which refuses
+
+
+def test_compiled_walk() -> None:
+    from collections import namedtuple
+
+    from arrayferry import _tree
+
+    kinds = {dict: "dict", list: "list", tuple: "tuple", Box: "array", str: "leaf", int: "leaf"}
+    names = ("array", "leaf", "dict", "list", "tuple")
+    tree = {"a": [Box(1), (Box(2), "s")], "b": 3, "c": {}}
+    out = mod.walk(tree, lambda b: b.v * 10, kinds, names, 10)
+    assert out == {"a": [10, (20, "s")], "b": 3, "c": {}} and out is not tree and out["c"] is not tree["c"]
+    with pytest.raises(mod.WalkFallback):  # a type not classified yet
+        mod.walk([1.5], lambda b: b, kinds, names, 10)
+    pair = namedtuple("pair", "x y")
+    with pytest.raises(mod.WalkFallback):  # another container: the Python walk
+        mod.walk([pair(Box(1), 2)], lambda b: b, {**kinds, pair: "namedtuple"}, names, 10)
+    with pytest.raises(mod.WalkFallback):  # deeper than the limit
+        mod.walk([[[Box(1)]]], lambda b: b, kinds, names, 2)
+
+    def boom(b: Box) -> Any:
+        raise ValueError("leaf failed")
+
+    with pytest.raises(ValueError, match="leaf failed"):  # passed on: convert_tree walks again for the path
+        mod.walk({"a": Box(1)}, boom, kinds, names, 10)
+    # through convert_tree: namedtuples, dict subclasses and failures take the Python walk
+    import collections
+
+    x = np.arange(3.0)
+    t = af.convert_tree([pair(x, 1), collections.OrderedDict(k=x)], "numpy")
+    assert type(t[0]) is pair and t[0].x is x and type(t[1]) is collections.OrderedDict
+    with pytest.raises(af.CopyRequiredError, match=r"\[1\]\['k'\]"):
+        ro = np.arange(3.0)
+        ro.flags.writeable = False
+        af.convert_tree([x, {"k": ro}], "torch", copy=False)
+    assert _tree._compiled_walk() is mod.walk

@@ -501,10 +501,96 @@ static PyTypeObject GuardedType = {
     .tp_descr_get = hot_get,
 };
 
+/* ---------------------------------------------------------------------------------------------
+ * walk(node, conv, kinds, names, limit): convert_tree's walk over exact dicts, lists and tuples
+ * (arrayferry._tree._map). kinds maps type -> kind (one of the five objects in `names`: array,
+ * leaf, dict, list, tuple); an array leaf becomes conv(leaf), a plain leaf stays, containers are
+ * rebuilt. Anything else (a type not yet classified, another container, a container changed
+ * while walked, deeper than `limit`) raises WalkFallback, and so does nothing but pass on an
+ * error of conv: the caller walks again in Python, which words errors with the leaf's path.
+ * ------------------------------------------------------------------------------------------- */
+static PyObject *WalkFallback;
+
+static PyObject *walk_node(PyObject *node, PyObject *conv, PyObject *kinds, PyObject **names, int depth, int limit) {
+    PyObject *k = PyDict_GetItemWithError(kinds, (PyObject *)Py_TYPE(node));
+    if (k == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetNone(WalkFallback);
+        return NULL;
+    }
+    if (k == names[0]) return PyObject_Vectorcall(conv, &node, 1, NULL);
+    if (k == names[1]) return Py_NewRef(node);
+    if (depth >= limit) {
+        PyErr_SetNone(WalkFallback);
+        return NULL;
+    }
+    if (k == names[2] && PyDict_CheckExact(node)) {
+        Py_ssize_t n = PyDict_GET_SIZE(node), pos = 0;
+        PyObject *new = PyDict_New(), *key, *value;
+        if (new == NULL) return NULL;
+        while (PyDict_Next(node, &pos, &key, &value)) {
+            Py_INCREF(key);
+            Py_INCREF(value);
+            PyObject *v = walk_node(value, conv, kinds, names, depth + 1, limit);
+            Py_DECREF(value);
+            if (v == NULL || PyDict_SetItem(new, key, v) < 0 || PyDict_GET_SIZE(node) != n) {
+                if (v != NULL && !PyErr_Occurred()) PyErr_SetNone(WalkFallback);  /* changed while walked */
+                Py_XDECREF(v);
+                Py_DECREF(key);
+                Py_DECREF(new);
+                return NULL;
+            }
+            Py_DECREF(v);
+            Py_DECREF(key);
+        }
+        return new;
+    }
+    if ((k == names[3] && PyList_CheckExact(node)) || (k == names[4] && PyTuple_CheckExact(node))) {
+        int is_list = PyList_CheckExact(node);
+        Py_ssize_t n = Py_SIZE(node);
+        PyObject *new = is_list ? PyList_New(n) : PyTuple_New(n);
+        if (new == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (Py_SIZE(node) != n) {  /* a list changed while walked */
+                PyErr_SetNone(WalkFallback);
+                Py_DECREF(new);
+                return NULL;
+            }
+            PyObject *item = is_list ? PyList_GET_ITEM(node, i) : PyTuple_GET_ITEM(node, i);
+            Py_INCREF(item);
+            PyObject *v = walk_node(item, conv, kinds, names, depth + 1, limit);
+            Py_DECREF(item);
+            if (v == NULL) {
+                Py_DECREF(new);
+                return NULL;
+            }
+            if (is_list) PyList_SET_ITEM(new, i, v); else PyTuple_SET_ITEM(new, i, v);
+        }
+        return new;
+    }
+    PyErr_SetNone(WalkFallback);
+    return NULL;
+}
+
+static PyObject *walk(PyObject *self, PyObject *args) {
+    PyObject *node, *conv, *kinds, *names_t;
+    int limit;
+    if (!PyArg_ParseTuple(args, "OOO!O!i", &node, &conv, &PyDict_Type, &kinds, &PyTuple_Type, &names_t, &limit)) return NULL;
+    if (PyTuple_GET_SIZE(names_t) != 5) {
+        PyErr_SetString(PyExc_TypeError, "walk: names is (array, leaf, dict, list, tuple)");
+        return NULL;
+    }
+    PyObject *names[5];
+    for (int i = 0; i < 5; i++) names[i] = PyTuple_GET_ITEM(names_t, i);
+    return walk_node(node, conv, kinds, names, 0, limit);
+}
+
 static PyMethodDef methods[] = {
     {"cast_checked", cast_checked, METH_VARARGS,
      "cast_checked(src, dst, src_kind, src_size, dst_kind, dst_size, lo, hi) -> index of the first "
      "value outside [lo, hi] (or with a non-zero imaginary part), or -1; casts src into dst in one pass."},
+    {"walk", walk, METH_VARARGS,
+     "walk(node, conv, kinds, (array, leaf, dict, list, tuple), limit): convert_tree's walk over exact "
+     "dicts, lists and tuples; raises WalkFallback for anything else."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -517,7 +603,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&HotType) < 0 || PyType_Ready(&GuardedType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Hot", (PyObject *)&HotType) < 0 ||
+    WalkFallback = PyErr_NewException("arrayferry._speedups.WalkFallback", PyExc_Exception, NULL);
+    if (WalkFallback == NULL || PyModule_AddObjectRef(m, "WalkFallback", WalkFallback) < 0 ||
+        PyModule_AddObjectRef(m, "Hot", (PyObject *)&HotType) < 0 ||
         PyModule_AddObjectRef(m, "Guarded", (PyObject *)&GuardedType) < 0) {
         Py_DECREF(m);
         return NULL;

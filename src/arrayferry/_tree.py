@@ -263,6 +263,19 @@ _DEEP = 100
 _UNIFORM = 8
 
 
+#: The kinds the compiled walk handles itself, by identity (``arrayferry._speedups.walk``).
+_NAMES = (_ARRAY, _LEAF, "dict", "list", "tuple")
+
+
+def _compiled_walk() -> Callable[..., Any] | None:
+    """``arrayferry._speedups.walk`` (convert_tree's walk over exact dicts, lists and tuples,
+    without a Python frame per container), or ``None`` without the extension."""
+    from ._hostops import _speedups
+
+    mod = _speedups()
+    return None if mod is None else mod.walk  # type: ignore[no-any-return]
+
+
 class _TooDeep(Exception):
     """The counted walk went deeper than ``_DEEP``: walk again keeping the path (cycle check)."""
 
@@ -432,6 +445,12 @@ def convert_tree(tree: Any, to: Any, *, device: Any = None, dtype: Any = None, c
             return convert_tree(tree, to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
     conv = _api.converter(to, device=device, dtype=dtype, copy=copy, casting=casting, **options)
     entries = getattr(conv, "entries", None)
+    walk = _compiled_walk()
+    if walk is not None:  # exact dicts, lists and tuples in C; anything else, or an error: below
+        try:
+            return walk(tree, conv, _KINDS, _NAMES, _DEEP)
+        except Exception:  # noqa: S110 - the Python walk redoes it and words any error with its path
+            pass
     try:
         try:
             return _map(tree, conv, None, 0, entries)
