@@ -25,7 +25,11 @@
 /* x86-64's baseline (SSE2) has no 64-bit integer compares or float<->int64 conversions in its
  * vectors: compile each kernel also for AVX2 and AVX-512 and let the loader pick (GCC/clang
  * function multi-versioning, as NumPy dispatches its own loops at run time). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && defined(__linux__)
+#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__) && __GNUC__ >= 12
+/* the x86-64 levels: v4 (AVX-512 F/BW/DQ/VL: byte packing and 64-bit compares into masks), v3
+ * (AVX2), baseline */
+#define KERNEL_ATTR __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#elif defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
 #define KERNEL_ATTR __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define KERNEL_ATTR
