@@ -559,9 +559,8 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
         are planned on every call).
     :returns: the converted array. ``plan(x, ...)`` says how it will be done.
     """
-    # the hot path: no options, two dict reads, the signature and one more dict read (see the plan
-    # cache above). A positional-only `(x, to, **kw)` form would save the ~70 ns CPython spends
-    # filling in keyword-only defaults, but hides the parameters from the API reference.
+    # The documented function; `arrayferry.convert` is its faster twin for `convert(x, to)`
+    # (`_convert_export`: compiled, or `_convert_fast`), which hands every keyword to this one.
     if stream is not None:
         from ._cuda import parse_stream, using_stream
 
@@ -570,25 +569,7 @@ def convert(x: Any, to: Any, *, device: Any = None, dtype: Any = None, copy: boo
     # options_key(to) is `to` itself for the default options (convert(x, to, copy=None))
     okey = (to if device is None and dtype is None and copy is None and casting is None and not options
             else options_key(to, device, dtype, copy, casting, options))
-    try:
-        te = _CACHE[okey][type(x)]
-        direct = te[4]
-        if direct is not None:
-            try:
-                return direct(x)
-            except Exception:  # another route: plan it (see Adapter.direct_call)
-                _refused(okey, x)
-        sig = te[0](x)
-        run = te[1][sig]
-        src = te[2]
-    except (KeyError, TypeError):  # a miss, or options/signature that cannot be hashed
-        run, src, sig = lookup(okey, x)
-    try:
-        return run(x)
-    except ArrayFerryError:
-        raise
-    except Exception as exc:  # foreign errors: see _plan.failure
-        raise_failed(okey, src, sig, exc, x)
+    return _via_cache(okey, None, x)
 
 
 
@@ -600,25 +581,7 @@ def _convert_fast(x: Any, to: Any, **kw: Any) -> Any:
     Any keyword goes to :func:`convert` itself."""
     if kw:
         return convert(x, to, **kw)
-    try:
-        te = _CACHE[to][type(x)]
-        direct = te[4]
-        if direct is not None:
-            try:
-                return direct(x)
-            except Exception:  # another route: plan it (see Adapter.direct_call)
-                _refused(to, x)
-        sig = te[0](x)
-        run = te[1][sig]
-        src = te[2]
-    except (KeyError, TypeError):  # a miss, or a target/signature that cannot be hashed
-        run, src, sig = lookup(to, x)
-    try:
-        return run(x)
-    except ArrayFerryError:
-        raise
-    except Exception as exc:  # foreign errors: see _plan.failure
-        raise_failed(to, src, sig, exc, x)
+    return _via_cache(to, None, x)
 
 
 functools.update_wrapper(_convert_fast, convert)
@@ -626,15 +589,31 @@ functools.update_wrapper(_convert_fast, convert)
 _convert_fast.__code__ = _convert_fast.__code__.replace(co_name="convert", co_qualname="convert")
 
 
-def _run_cached(okey: Hashable, types: dict[type, TypeEntry], x: Any) -> Any:
+def _via_cache(okey: Hashable, types: dict[type, TypeEntry] | None, x: Any) -> Any:
+    """The hot path in Python (``convert``, and converters and ``arrayferry.convert`` without the
+    compiled extension): ``x``'s direct call, else :func:`_run_cached`. ``types``: the options
+    key's dict, when the caller holds it (a converter)."""
+    try:
+        direct = (_CACHE[okey] if types is None else types)[type(x)][4]
+    except (KeyError, TypeError):  # a miss, or options that cannot be hashed
+        return _run_cached(okey, types, x)
+    if direct is not None:
+        try:
+            return direct(x)
+        except Exception:  # another route: plan it (see Adapter.direct_call)
+            _refused(okey, x, types)
+    return _run_cached(okey, types, x)
+
+
+def _run_cached(okey: Hashable, types: dict[type, TypeEntry] | None, x: Any) -> Any:
     """The signature half of the hot path (after a direct call refused ``x``, or without one):
     the cached run for ``x``'s key or signature, planned on a miss, its foreign errors worded."""
     try:
-        te = types[type(x)]
+        te = (_CACHE[okey] if types is None else types)[type(x)]
         sig = te[0](x)
         run = te[1][sig]
         src = te[2]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError):  # a miss, or options/signature that cannot be hashed
         run, src, sig = lookup(okey, x, types)
     try:
         return run(x)
@@ -647,7 +626,7 @@ def _run_cached(okey: Hashable, types: dict[type, TypeEntry], x: Any) -> Any:
 def _convert_refused(x: Any, to: Any) -> Any:
     """``convert(x, to)`` after ``x``'s direct call refused it (the compiled hot path's callback)."""
     _refused(to, x)
-    return _run_cached(to, types_for(to), x)
+    return _run_cached(to, None, x)
 
 
 def _hot() -> Any:
@@ -724,25 +703,7 @@ def converter(to: Any, *, device: Any = None, dtype: Any = None, copy: bool | No
         spec = parse_stream(stream)
 
     def conv(x: Any) -> Any:
-        try:
-            te = types[type(x)]
-            direct = te[4]
-            if direct is not None:
-                try:
-                    return direct(x)
-                except Exception:  # another route: plan it (see Adapter.direct_call)
-                    _refused(okey, x, types)
-            sig = te[0](x)
-            run = te[1][sig]
-            src = te[2]
-        except (KeyError, TypeError):
-            run, src, sig = lookup(okey, x, types)
-        try:
-            return run(x)
-        except ArrayFerryError:
-            raise
-        except Exception as exc:  # foreign errors: see _plan.failure
-            raise_failed(okey, src, sig, exc, x)
+        return _via_cache(okey, types, x)
 
     if spec is None:
         hot = _hot()

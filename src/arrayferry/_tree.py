@@ -273,7 +273,7 @@ def _compiled_walk() -> Callable[..., Any] | None:
     from ._hostops import _speedups
 
     mod = _speedups()
-    return None if mod is None else mod.walk  # type: ignore[no-any-return]
+    return None if mod is None else mod.walk
 
 
 class _TooDeep(Exception):
