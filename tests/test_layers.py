@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("values", frozenset({"_errors", "_markers", "_dlpack_abi", "_step", "_device", "_dtypes"})),
     ("protocol", frozenset({"_adapter", "_hostops", "_cuda", "hookspecs"})),
     ("registry", frozenset({"_registry", "_namespace"})),
-    ("planner", frozenset({"_capabilities", "_plan"})),
+    ("planner", frozenset({"_capabilities", "_plan", "_versions"})),
     ("plugin API", frozenset({"plugin"})),
     ("public API", frozenset({"_api", "_shares"})),
     ("tree and decorator", frozenset({"_tree", "_decorator"})),

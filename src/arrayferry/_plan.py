@@ -469,7 +469,7 @@ def build_template(
                 hint="pass copy=None, copy=False or copy=True",
             )
         )
-    from ._capabilities import check_min_version  # remembered per (framework, version): cheap
+    from ._versions import check_min_version  # remembered per (framework, version): cheap
 
     check_min_version(src)
     if tgt is not src:
