@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import PluginError, UnknownFrameworkError, format_message
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     import pluggy
 
     from ._adapter import Adapter
+    from ._broken import BrokenPlugin
     from ._device import Device
 
 __all__ = ["ENTRY_POINT_GROUP", "DISABLE_AUTOLOAD_ENV", "BrokenPlugin", "Registry", "registry"]
@@ -31,16 +31,6 @@ DISABLE_AUTOLOAD_ENV = "ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = ("arrayferry.adapters.numpy", "arrayferry.adapters.torch", "arrayferry.adapters.cupy")
 #: The source-only adapters for objects no registered adapter owns (``__dlpack__``, buffers, lists ...).
 PROTOCOL_MODULE = "arrayferry.adapters.protocols"
-
-
-@dataclass(frozen=True)
-class BrokenPlugin:
-    """A plugin that could not be loaded or whose hook raised."""
-
-    name: str
-    error: str
-    #: True when arrayferry refused the plugin's adapter (``error`` is then the whole message).
-    refused: bool = False
 
 
 class Registry:
@@ -114,9 +104,9 @@ class Registry:
             mod = importlib.import_module(modname)
             self._add(mod, name)
         except PluginError as exc:
-            self._broken.append(BrokenPlugin(name, str(exc)))
+            self._broken.append(_broken_record(name, str(exc)))
         except Exception as exc:  # a broken plugin must not break the others
-            self._broken.append(BrokenPlugin(name, f"{type(exc).__name__}: {exc}"))
+            self._broken.append(_broken_record(name, f"{type(exc).__name__}: {exc}"))
 
     def load_plugins(self) -> None:
         """Load the entry-point plugins now, if they are not loaded yet (and autoload is on).
@@ -150,9 +140,9 @@ class Registry:
                 self._add(plugin, ep.name)
                 added = True
             except PluginError as exc:
-                self._broken.append(BrokenPlugin(ep.name, str(exc)))
+                self._broken.append(_broken_record(ep.name, str(exc)))
             except Exception as exc:
-                self._broken.append(BrokenPlugin(ep.name, f"{type(exc).__name__}: {exc}"))
+                self._broken.append(_broken_record(ep.name, f"{type(exc).__name__}: {exc}"))
         return added
 
     def _add(self, plugin: Any, name: str | None) -> str:
@@ -235,12 +225,12 @@ class Registry:
                     provider[a.name] = pname
                     mine.append(a)
             except PluginError as exc:  # already says which plugin and what is wrong, on several lines
-                self._broken.append(BrokenPlugin(pname, str(exc), refused=True))
+                self._broken.append(_broken_record(pname, str(exc), refused=True))
                 made.pop(pname, None)
                 for k in [k for k, v in provider.items() if v == pname]:
                     del adapters[k], provider[k]
             except Exception as exc:
-                self._broken.append(BrokenPlugin(pname, f"{type(exc).__name__} in arrayferry_adapters: {exc}"))
+                self._broken.append(_broken_record(pname, f"{type(exc).__name__} in arrayferry_adapters: {exc}"))
                 made.pop(pname, None)
                 for k in [k for k, v in provider.items() if v == pname]:
                     del adapters[k], provider[k]
@@ -474,6 +464,21 @@ class Registry:
             for a in list(self._adapters.values())[seen:]:
                 if a.module in mods:
                     yield a
+
+
+def _broken_record(name: str, error: str, refused: bool = False) -> BrokenPlugin:
+    """A :class:`~arrayferry._broken.BrokenPlugin` record (its module loads with the first failure)."""
+    from ._broken import BrokenPlugin
+
+    return BrokenPlugin(name, error, refused)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BrokenPlugin":  # still importable from here
+        from ._broken import BrokenPlugin
+
+        return BrokenPlugin
+    raise AttributeError(f"module 'arrayferry._registry' has no attribute {name!r}")
 
 
 #: Hooks arrayferry no longer calls, and what does their job now (one extension mechanism per job).
