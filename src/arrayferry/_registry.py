@@ -37,11 +37,9 @@ class Registry:
     """Holds plugins and adapters; answers detection and name lookups (cached)."""
 
     def __init__(self, *, autoload: bool | None = None, builtins: bool = True) -> None:
-        import pluggy
-
         from . import hookspecs
 
-        self._pm: pluggy.PluginManager = pluggy.PluginManager("arrayferry")
+        self._pm: pluggy.PluginManager = _manager_class()("arrayferry")
         self._pm.add_hookspecs(hookspecs)
         self._broken: list[BrokenPlugin] = []
         self._adapters: dict[str, Adapter] = {}
@@ -464,6 +462,44 @@ class Registry:
             for a in list(self._adapters.values())[seen:]:
                 if a.module in mods:
                     yield a
+
+
+_MANAGER: type[pluggy.PluginManager] | None = None
+
+
+def _manager_class() -> type[pluggy.PluginManager]:
+    """pluggy's ``PluginManager``, finding a module plugin's hooks without ``inspect.getattr_static``
+    on each of its attributes.
+
+    pluggy reads every name in ``dir(plugin)`` statically (milliseconds for the built-in adapter
+    modules, on the first conversion). ``parse_hookimpl_opts`` is pluggy's documented override
+    point: for a plain module, a non-dunder name's static value is the one in the module's
+    ``__dict__``, and a plain function there without the ``arrayferry_impl`` marker, or any
+    object that is not a function, ``staticmethod``, ``classmethod`` or bound method, is no hook
+    (what pluggy would answer, read directly). Everything else goes to pluggy.
+    """
+    global _MANAGER
+    if _MANAGER is None:
+        import types
+
+        import pluggy
+
+        hookable = (staticmethod, classmethod, types.MethodType)
+        absent = object()
+
+        class _Manager(pluggy.PluginManager):
+            def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+                if type(plugin) is types.ModuleType and not name.startswith("__"):
+                    value = plugin.__dict__.get(name, absent)
+                    if type(value) is types.FunctionType:
+                        if self.project_name + "_impl" not in value.__dict__:
+                            return None
+                    elif value is not absent and not isinstance(value, hookable):
+                        return None
+                return super().parse_hookimpl_opts(plugin, name)
+
+        _MANAGER = _Manager
+    return _MANAGER
 
 
 def _broken_record(name: str, error: str, refused: bool = False) -> BrokenPlugin:
