@@ -216,7 +216,8 @@ md.entry_points = counting
 import numpy as np
 import arrayferry as af
 from arrayferry._registry import registry
-PLUGIN_MODULES = ("arrayferry_tinyarray", "broken", "broken_import", "arrayferry_jax")
+PLUGIN_MODULES = ("arrayferry_tinyarray", "broken", "broken_import", "arrayferry_jax",
+                  "arrayferry.adapters.torch", "arrayferry.adapters.cupy")  # torch is not imported yet
 x = np.arange(6, dtype=np.float32)
 y = af.convert(x, "numpy")  # built-ins only: no scan, no plugin imported
 out = {"before": {"scans": len(scans), "plugins": sorted(m for m in PLUGIN_MODULES if m in sys.modules),
@@ -356,3 +357,19 @@ def test_hook_discovery_matches_pluggys_own() -> None:
             assert got == theirs.parse_hookimpl_opts(plugin, name), (plugin, name)
             hooks += got is not None
     assert hooks >= 12  # the marked functions above, and each built-in's arrayferry_adapters
+
+
+def test_builtins_of_frameworks_not_imported_register_on_first_need() -> None:
+    """numpy and torch imported: their adapters register with the registry; CuPy's on first need."""
+    code = ("import sys, numpy as np, torch, arrayferry as af\n"
+            "from arrayferry._registry import registry\n"
+            "t = af.convert(np.arange(3, dtype=np.float32), 'torch')\n"
+            "before = 'arrayferry.adapters.cupy' in sys.modules\n"
+            "torch_adapter = registry().adapter_named('torch')\n"
+            "cp = registry().adapter_named('cp')\n"
+            "print(before, cp.name, 'cupy' in sys.modules, registry().adapter_named('torch') is torch_adapter,\n"
+            "      list(registry().adapters)[:3] == ['numpy', 'torch', 'cupy'], t.tolist() == [0.0, 1.0, 2.0])\n")
+    res = run_python(["-c", code], None)
+    assert res.returncode == 0, res.stderr
+    # the alias found the adapter, which imported nothing; the others kept their identity and order
+    assert res.stdout.split() == ["False", "cupy", "False", "True", "True", "True"]

@@ -28,6 +28,7 @@ __all__ = ["ENTRY_POINT_GROUP", "DISABLE_AUTOLOAD_ENV", "BrokenPlugin", "Registr
 
 ENTRY_POINT_GROUP = "arrayferry.plugins"
 DISABLE_AUTOLOAD_ENV = "ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD"
+#: The built-in plugins, in registration order; each is named after its framework's module.
 BUILTIN_PLUGINS = ("arrayferry.adapters.numpy", "arrayferry.adapters.torch", "arrayferry.adapters.cupy")
 #: The source-only adapters for objects no registered adapter owns (``__dlpack__``, buffers, lists ...).
 PROTOCOL_MODULE = "arrayferry.adapters.protocols"
@@ -51,13 +52,20 @@ class Registry:
         self.protocol_cache: dict[type, Adapter | None] = {}
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.RLock()
-        if builtins:
-            for modname in BUILTIN_PLUGINS:
+        # The built-ins register now while their frameworks are imported (only those can own an
+        # array yet); from the first whose framework is not, they register on first need, before
+        # the entry-point plugins, so the order is always the same (see load_plugins).
+        self._deferred: list[str] = []
+        for modname in BUILTIN_PLUGINS if builtins else ():
+            if self._deferred or modname.rsplit(".", 1)[-1] not in sys.modules:
+                self._deferred.append(modname)
+            else:
                 self._register_module(modname, modname.rsplit(".", 1)[-1])
         if autoload is None:
             autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
-        #: Entry-point plugins not loaded yet: they load on first need (:meth:`load_plugins`).
-        self._pending = autoload
+        self._autoload = autoload
+        #: Plugins not registered yet (deferred built-ins, entry points): they load on first need.
+        self._pending = bool(self._deferred) or autoload
         self._collect()
 
     # -- what the plugins registered (reading one loads the entry-point plugins first) ----------
@@ -95,26 +103,31 @@ class Registry:
         return self._name_map
 
     # -- loading -------------------------------------------------------------------------------
-    def _register_module(self, modname: str, name: str) -> None:
+    def _register_module(self, modname: str, name: str) -> bool:
+        """Import and register a plugin module; whether it was registered (else it is recorded broken)."""
         import importlib
 
         try:
             mod = importlib.import_module(modname)
             self._add(mod, name)
+            return True
         except PluginError as exc:
             self._broken.append(_broken_record(name, str(exc)))
         except Exception as exc:  # a broken plugin must not break the others
             self._broken.append(_broken_record(name, f"{type(exc).__name__}: {exc}"))
+        return False
 
     def load_plugins(self) -> None:
-        """Load the entry-point plugins now, if they are not loaded yet (and autoload is on).
+        """Register the plugins not registered yet: the built-ins whose framework was not imported
+        when the registry was made, then the entry-point plugins (unless autoload is off).
 
-        They load on first need, not when the registry is made: the built-in adapters answer
-        for their own types and names without them, so the first conversion between built-in
-        frameworks neither scans the installed distributions nor imports any plugin. Whatever
-        the built-ins cannot answer (a type no loaded adapter owns, a name none has, a device or
-        dtype object none parses) and every listing (:attr:`adapters`, :attr:`broken`, ...)
-        loads them first, so every answer is the one a registry loaded eagerly would give.
+        They load on first need, not when the registry is made: the adapters of the imported
+        frameworks answer for their own types and names without them, so a first conversion
+        between those neither scans the installed distributions nor imports any plugin.
+        Whatever the loaded adapters cannot answer (a type none owns, a name none has, a device
+        or dtype object none parses) and every listing (:attr:`adapters`, :attr:`broken`,
+        ``frameworks()``, ``register_plugin`` ...) loads them first, in the order an eager
+        registry registers them, so every answer is the one it would give.
         """
         if not self._pending:
             return
@@ -122,7 +135,13 @@ class Registry:
             if not self._pending:
                 return
             self._pending = False  # first: a plugin that reads the registry while importing must not recurse
-            if self._load_entry_points():
+            added = False
+            for modname in self._deferred:
+                added = self._register_module(modname, modname.rsplit(".", 1)[-1]) or added
+            self._deferred = []
+            if self._autoload:
+                added = self._load_entry_points() or added
+            if added:
                 self._collect(incremental=True)
 
     def _load_entry_points(self) -> bool:
