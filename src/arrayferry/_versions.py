@@ -9,7 +9,6 @@ this, not the DLPack probes.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from ._errors import UnknownFrameworkError, format_message
@@ -19,16 +18,31 @@ if TYPE_CHECKING:
 
 __all__ = ["check_min_version", "parse_version"]
 
-_VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)")
-
-
 def parse_version(v: str) -> tuple[int, ...]:
     """The release part of a version string: ``"2.13.0+cpu"`` -> ``(2, 13, 0)``; pre-releases
-    (``"2.0.0rc1"``, ``".dev"``) compare like their release."""
-    m = _VERSION_RE.match(v)
-    if not m:
+    (``"2.0.0rc1"``, ``".dev"``) compare like their release.
+
+    What the pattern ``^\\s*v?(\\d+(?:\\.\\d+)*)`` matches, read by hand: compiling a regular
+    expression would cost the first plan more than parsing every version it checks.
+    """
+    s = v.lstrip()
+    if s[:1] == "v":
+        s = s[1:]
+    parts: list[int] = []
+    i, n = 0, len(s)
+    while True:
+        j = i
+        while j < n and s[j].isdecimal():
+            j += 1
+        if j == i:
+            break
+        parts.append(int(s[i:j]))
+        if j + 1 < n and s[j] == "." and s[j + 1].isdecimal():
+            i = j + 1
+        else:
+            break
+    if not parts:
         raise ValueError(f"not a version: {v!r}")
-    parts = [int(p) for p in m.group(1).split(".")]
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
