@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_min_version", "parse_version"]
 
+
 def parse_version(v: str) -> tuple[int, ...]:
     """The release part of a version string: ``"2.13.0+cpu"`` -> ``(2, 13, 0)``; pre-releases
     (``"2.0.0rc1"``, ``".dev"``) compare like their release.
