@@ -373,3 +373,25 @@ def test_builtins_of_frameworks_not_imported_register_on_first_need() -> None:
     assert res.returncode == 0, res.stderr
     # the alias found the adapter, which imported nothing; the others kept their identity and order
     assert res.stdout.split() == ["False", "cupy", "False", "True", "True", "True"]
+
+
+def test_threads_asking_at_once_all_see_the_plugins(site: Path) -> None:
+    """Threads that need the plugins at the same time wait for the one loading them: none sees a
+    half-loaded registry (an unknown type, or a cached "no adapter")."""
+    code = ("import threading, numpy as np, arrayferry as af, tinyarray\n"
+            "tiny = tinyarray.TinyArray(np.arange(6, dtype=np.float32), 'float32', (6,))\n"
+            "barrier = threading.Barrier(8)\n"
+            "got = []\n"
+            "def work():\n"
+            "    barrier.wait()\n"
+            "    try:\n"
+            "        got.append((af.framework_of(tiny), af.convert(tiny, 'numpy').tolist()))\n"
+            "    except Exception as exc:\n"
+            "        got.append((type(exc).__name__, str(exc)))\n"
+            "ts = [threading.Thread(target=work) for _ in range(8)]\n"
+            "[t.start() for t in ts]\n"
+            "[t.join() for t in ts]\n"
+            "print(sorted(set(map(repr, got))))\n")
+    res = run_python(["-c", code], site)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == repr([repr(("tinyarray", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))])

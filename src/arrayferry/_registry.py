@@ -3,8 +3,13 @@
 Loaded lazily on first use, so ``import arrayferry`` imports neither pluggy nor any framework.
 Built-in adapters are registered exactly like third-party plugins; third-party plugins come
 from the ``arrayferry.plugins`` entry-point group unless ``ARRAYFERRY_DISABLE_PLUGIN_AUTOLOAD``
-is set. A plugin that fails to import or raises inside a hook is recorded as broken (listed by
-``arrayferry info`` and ``frameworks()``) and the others keep working.
+is set. The built-ins of the frameworks already imported register with the registry; the
+entry-point plugins and the other built-ins register on first need
+(:meth:`Registry.load_plugins`): the first time a question the loaded adapters cannot answer is
+asked, or a listing. So a first conversion between imported frameworks neither scans the
+installed distributions nor imports a plugin, and every answer is still the one a registry that
+loaded everything would give. A plugin that fails to import or raises inside a hook is recorded
+as broken (listed by ``arrayferry info`` and ``frameworks()``) and the others keep working.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Registry:
         self._autoload = autoload
         #: Plugins not registered yet (deferred built-ins, entry points): they load on first need.
         self._pending = bool(self._deferred) or autoload
+        self._loading = False
         self._collect()
 
     # -- what the plugins registered (reading one loads the entry-point plugins first) ----------
@@ -131,18 +137,22 @@ class Registry:
         """
         if not self._pending:
             return
-        with self._lock:
-            if not self._pending:
-                return
-            self._pending = False  # first: a plugin that reads the registry while importing must not recurse
-            added = False
-            for modname in self._deferred:
-                added = self._register_module(modname, modname.rsplit(".", 1)[-1]) or added
-            self._deferred = []
-            if self._autoload:
-                added = self._load_entry_points() or added
-            if added:
-                self._collect(incremental=True)
+        with self._lock:  # another thread waits here until the plugins are in
+            if not self._pending or self._loading:  # done, or this thread is loading them (a plugin
+                return  # that reads the registry while it imports)
+            self._loading = True
+            try:
+                added = False
+                for modname in self._deferred:
+                    added = self._register_module(modname, modname.rsplit(".", 1)[-1]) or added
+                self._deferred = []
+                if self._autoload:
+                    added = self._load_entry_points() or added
+                if added:
+                    self._collect(incremental=True)
+            finally:
+                self._loading = False
+                self._pending = False
 
     def _load_entry_points(self) -> bool:
         """Register every entry-point plugin; whether any was registered."""
