@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import arrayferry as af
 from arrayferry import _capabilities as caps
@@ -240,6 +242,24 @@ def test_parse_version(text: str, expected: tuple[int, ...]) -> None:
 def test_parse_version_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not a version"):
         parse_version("unknown")
+
+
+@given(st.text(alphabet=st.sampled_from(list("0123456789.v+-rcdeva ") + ["\t", "\u00a0", "\u0663", "\u00b2"]), max_size=14))
+@settings(max_examples=600, deadline=None)
+def test_parse_version_reads_what_its_pattern_matches(text: str) -> None:
+    """parse_version is read by hand (no regular expression compiled on the first plan): the
+    release part is what ``^\\s*v?(\\d+(?:\\.\\d+)*)`` matches, trailing zeros dropped."""
+    import re
+
+    m = re.match(r"^\s*v?(\d+(?:\.\d+)*)", text)
+    if m is None:
+        with pytest.raises(ValueError, match="not a version"):
+            parse_version(text)
+        return
+    parts = [int(p) for p in m.group(1).split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    assert parse_version(text) == tuple(parts)
 
 
 def test_installed_versions_meet_declared_minimums() -> None:

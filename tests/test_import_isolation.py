@@ -103,3 +103,25 @@ def test_framework_of_torch_after_importing_torch() -> None:
     )
     assert steps["none"] == ["python", "pluggy"]  # named without importing NumPy
     assert steps["torch"] == ["torch"]
+
+
+def test_first_zero_copy_conversion_loads_only_what_it_needs() -> None:
+    """The first ``convert(x, "torch")`` with numpy and torch imported loads the planner, the registry
+    and the two adapters it uses: not the entry-point plugins (loaded on first need), not CuPy's
+    adapter (its framework is not imported), not the streams/CUDA helpers, DLPack capsule reader,
+    capability probes, tree walker or protocols adapter (the routes that need them load them).
+    Its time is a benchmark (``first_call``); this keeps what it loads from growing unnoticed."""
+    proc = run_python(
+        "import json, sys, numpy as np, torch\n"
+        "import arrayferry as af\n"
+        "t = af.convert(np.arange(4, dtype=np.float32), 'torch')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('arrayferry'))))\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == sorted([
+        "arrayferry", "arrayferry._errors", "arrayferry._device", "arrayferry._dtypes", "arrayferry._api",
+        "arrayferry._adapter", "arrayferry._step", "arrayferry._plan", "arrayferry._hostops", "arrayferry._registry",
+        "arrayferry._versions", "arrayferry.hookspecs", "arrayferry.plugin", "arrayferry._markers",
+        "arrayferry.adapters", "arrayferry.adapters.numpy", "arrayferry.adapters.torch",
+    ])

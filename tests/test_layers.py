@@ -24,10 +24,10 @@ PACKAGE = "arrayferry"
 LAYERS: list[tuple[str, frozenset[str]]] = [
     ("values", frozenset({"_errors", "_markers", "_dlpack_abi", "_step", "_device", "_dtypes", "_speedups"})),
     ("protocol", frozenset({"_adapter", "_hostops", "_cuda", "hookspecs"})),
-    ("registry", frozenset({"_registry", "_namespace"})),
-    ("planner", frozenset({"_capabilities", "_plan"})),
+    ("registry", frozenset({"_registry", "_broken", "_namespace"})),
+    ("planner", frozenset({"_capabilities", "_plan", "_versions"})),
     ("plugin API", frozenset({"plugin"})),
-    ("public API", frozenset({"_api", "_shares"})),
+    ("public API", frozenset({"_api", "_frameworks", "_shares"})),
     ("tree and decorator", frozenset({"_tree", "_decorator"})),
     ("package", frozenset({""})),
     ("tools and plugins", frozenset({"_matrix", "cli", "__main__", "testing", "testing.cases", "testing.contract", "testing.plugin",

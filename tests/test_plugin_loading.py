@@ -198,3 +198,200 @@ def test_validation_errors_are_plugin_errors(make, hook: str, signature: str, ru
     assert lines[-1].startswith("Hint:")
     assert not reg.pm.has_plugin("bad") and set(reg.adapters) == before
     assert reg.register(_Fewer(), name="fewer") == "fewer"
+
+
+# ------------------------------------------------------------------------------------------------
+# entry-point plugins load on first need (a type, name, device or dtype the built-ins do not know,
+# or a listing), and then the registry is the one an eager load would have made
+
+LAZY = """
+import json, sys
+import importlib.metadata as md
+scans = []
+_entry_points = md.entry_points
+def counting(**kw):
+    scans.append(kw.get("group"))
+    return _entry_points(**kw)
+md.entry_points = counting
+import numpy as np
+import arrayferry as af
+from arrayferry._registry import registry
+PLUGIN_MODULES = ("arrayferry_tinyarray", "broken", "broken_import", "arrayferry_jax",
+                  "arrayferry.adapters.torch", "arrayferry.adapters.cupy")  # torch is not imported yet
+x = np.arange(6, dtype=np.float32)
+y = af.convert(x, "numpy")  # built-ins only: no scan, no plugin imported
+out = {"before": {"scans": len(scans), "plugins": sorted(m for m in PLUGIN_MODULES if m in sys.modules),
+                  "same": y is x, "describe": af.framework_of(x), "plan": af.plan(x, "np").zero_copy}}
+numpy_adapter = registry().adapter_named("numpy")
+TRIGGER
+out["after"] = {"scans": len(scans), "tiny_loaded": "arrayferry_tinyarray" in sys.modules,
+                "adapters": list(registry().adapters), "broken": sorted(dict(af.broken_plugins())),
+                "numpy_kept": registry().adapter_named("numpy") is numpy_adapter}
+print(json.dumps(out))
+"""
+
+TRIGGERS = {
+    # a type no built-in owns: the plugin that owns it is found
+    "type": "import tinyarray\n"
+            "tiny = tinyarray.TinyArray(np.arange(6, dtype=np.float32), 'float32', (6,))\n"
+            "out['value'] = af.convert(tiny, 'numpy').tolist()\n",
+    # a name no built-in has
+    "name": "out['value'] = np.asarray(af.convert(x, 'tinyarray').buffer.cast('f')).tolist()\n",
+    "listing": "out['value'] = sorted(f.name for f in af.frameworks())\n",
+    "broken": "out['value'] = sorted(dict(af.broken_plugins()))\n",
+    "register": "import arrayferry_tinyarray\n"
+                "try:\n"
+                "    af.register_plugin(arrayferry_tinyarray, name='tinyarray')\n"
+                "except af.PluginError as exc:\n"
+                "    out['value'] = str(exc).splitlines()[0]\n",
+}
+
+
+@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
+def test_entry_point_plugins_load_on_first_need(site: Path, trigger: str) -> None:
+    res = run_python(["-c", LAZY.replace("TRIGGER", TRIGGERS[trigger])], site)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["before"] == {"scans": 0, "plugins": [], "same": True, "describe": "numpy", "plan": True}
+    after = got["after"]
+    assert after["scans"] == 1  # the distributions are scanned once
+    assert after["tiny_loaded"] and after["numpy_kept"]
+    assert after["adapters"][:3] == ["numpy", "torch", "cupy"] and "tinyarray" in after["adapters"]
+    assert after["broken"] == ["broken_import", "misspelled_hook", "raising_hook"]
+    # every trigger gives the registry an eager load gives (the listing loads everything first)
+    if trigger == "listing":
+        assert got["value"] == sorted(after["adapters"])
+    else:
+        listing = run_python(["-c", LAZY.replace("TRIGGER", TRIGGERS["listing"])], site)
+        assert listing.returncode == 0, listing.stderr
+        assert json.loads(listing.stdout.strip().splitlines()[-1])["after"]["adapters"] == after["adapters"]
+    if trigger in ("type", "name"):
+        assert got["value"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    if trigger == "register":  # the entry point was loaded first, as with an eager registry
+        assert "already" in got["value"] or "Cannot register" in got["value"]
+
+
+def test_device_object_of_a_plugin_framework_loads_the_plugins() -> None:
+    pytest.importorskip("jax")
+    pytest.importorskip("arrayferry_jax")
+    code = ("import sys, jax, arrayferry as af\n"
+            "assert 'arrayferry_jax' not in sys.modules\n"
+            "d = af.Device.parse(jax.devices('cpu')[0])\n"
+            "print(d, 'arrayferry_jax' in sys.modules)\n")
+    res = run_python(["-c", code], None)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["cpu", "True"]  # read by the JAX adapter: no built-in knows the object
+
+
+def test_a_later_adapter_cannot_take_an_earlier_ones_name_module_or_alias() -> None:
+    from arrayferry.adapters.numpy import NumpyAdapter
+
+    class MaskedView(NumpyAdapter):  # another adapter over the numpy module (say, masked arrays)
+        name = "npmasked"
+        aliases = ("np", "masked")
+
+    class _Plugin:
+        @af.hookimpl
+        def arrayferry_adapters(self) -> list[af.Adapter]:
+            return [MaskedView()]
+
+    reg = Registry(autoload=False)
+    reg.register(_Plugin(), name="masked")
+    numpy_adapter = reg.adapters["numpy"]
+    assert type(numpy_adapter) is NumpyAdapter
+    assert reg.adapter_named("numpy") is numpy_adapter  # not taken over through MaskedView.module
+    assert reg.adapter_named("np") is numpy_adapter  # nor through its alias
+    assert type(reg.adapter_named("npmasked")) is MaskedView and type(reg.adapter_named("masked")) is MaskedView
+    np = pytest.importorskip("numpy")
+    assert reg.adapter_for_type(np.ndarray) is numpy_adapter
+
+
+def test_hook_discovery_matches_pluggys_own() -> None:
+    """The registry's PluginManager reads a module's hooks without getattr_static, with pluggy's answers."""
+    import functools
+    import sys
+    import types
+
+    import pluggy
+
+    from arrayferry._registry import _manager_class
+
+    mod = types.ModuleType("fake_plugin")
+    exec(
+        "import arrayferry as af, functools\n"
+        "@af.hookimpl\n"
+        "def arrayferry_adapters(): return []\n"
+        "@af.hookimpl(specname='arrayferry_adapters')\n"
+        "def other_name(): return []\n"
+        "def plain(): pass\n"
+        "@af.hookimpl\n"
+        "def __dunder__(): return []\n"
+        "class K:\n"
+        "    @af.hookimpl\n"
+        "    def arrayferry_adapters(self): return []\n"
+        "    @staticmethod\n"
+        "    @af.hookimpl\n"
+        "    def s(): return []\n"
+        "bound = K().arrayferry_adapters\n"
+        "stat = staticmethod(arrayferry_adapters)\n"
+        "clsm = classmethod(af.hookimpl(lambda cls: []))\n"
+        "part = functools.partial(arrayferry_adapters)\n"
+        "wrapped = functools.wraps(arrayferry_adapters)(lambda: [])\n"
+        "number = 3\n",
+        mod.__dict__,
+    )
+    import arrayferry.adapters.cupy
+    import arrayferry.adapters.numpy
+    import arrayferry.adapters.torch
+
+    plugins: list[object] = [mod, mod.K, mod.K(), arrayferry.adapters.numpy, arrayferry.adapters.torch,
+                             arrayferry.adapters.cupy, functools, sys]
+    plugins += [sys.modules[m] for m in ("arrayferry_jax", "arrayferry_dask", "arrayferry_pyarrow",
+                                         "arrayferry_array_api_strict") if m in sys.modules]
+    ours = _manager_class()("arrayferry")
+    theirs = pluggy.PluginManager("arrayferry")
+    hooks = 0
+    for plugin in plugins:
+        for name in dir(plugin):
+            got = ours.parse_hookimpl_opts(plugin, name)
+            assert got == theirs.parse_hookimpl_opts(plugin, name), (plugin, name)
+            hooks += got is not None
+    assert hooks >= 12  # the marked functions above, and each built-in's arrayferry_adapters
+
+
+def test_builtins_of_frameworks_not_imported_register_on_first_need() -> None:
+    """numpy and torch imported: their adapters register with the registry; CuPy's on first need."""
+    code = ("import sys, numpy as np, torch, arrayferry as af\n"
+            "from arrayferry._registry import registry\n"
+            "t = af.convert(np.arange(3, dtype=np.float32), 'torch')\n"
+            "before = 'arrayferry.adapters.cupy' in sys.modules\n"
+            "torch_adapter = registry().adapter_named('torch')\n"
+            "cp = registry().adapter_named('cp')\n"
+            "print(before, cp.name, 'cupy' in sys.modules, registry().adapter_named('torch') is torch_adapter,\n"
+            "      list(registry().adapters)[:3] == ['numpy', 'torch', 'cupy'], t.tolist() == [0.0, 1.0, 2.0])\n")
+    res = run_python(["-c", code], None)
+    assert res.returncode == 0, res.stderr
+    # the alias found the adapter, which imported nothing; the others kept their identity and order
+    assert res.stdout.split() == ["False", "cupy", "False", "True", "True", "True"]
+
+
+def test_threads_asking_at_once_all_see_the_plugins(site: Path) -> None:
+    """Threads that need the plugins at the same time wait for the one loading them: none sees a
+    half-loaded registry (an unknown type, or a cached "no adapter")."""
+    code = ("import threading, numpy as np, arrayferry as af, tinyarray\n"
+            "tiny = tinyarray.TinyArray(np.arange(6, dtype=np.float32), 'float32', (6,))\n"
+            "barrier = threading.Barrier(8)\n"
+            "got = []\n"
+            "def work():\n"
+            "    barrier.wait()\n"
+            "    try:\n"
+            "        got.append((af.framework_of(tiny), af.convert(tiny, 'numpy').tolist()))\n"
+            "    except Exception as exc:\n"
+            "        got.append((type(exc).__name__, str(exc)))\n"
+            "ts = [threading.Thread(target=work) for _ in range(8)]\n"
+            "[t.start() for t in ts]\n"
+            "[t.join() for t in ts]\n"
+            "print(sorted(set(map(repr, got))))\n")
+    res = run_python(["-c", code], site)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == repr([repr(("tinyarray", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))])

@@ -36,14 +36,14 @@ _LAZY: dict[str, str] = {
     "ArrayInfo": "._adapter",
     "Step": "._adapter",
     "identity": "._adapter",
-    "FrameworkInfo": "._api",
+    "FrameworkInfo": "._frameworks",
     "clear_cache": "._api",
     "convert": "._api",
     "converter": "._api",
     "device_of": "._api",
     "export_dlpack": "._api",
     "framework_of": "._api",
-    "frameworks": "._api",
+    "frameworks": "._frameworks",
     "plan": "._api",
     "accepts": "._decorator",
     "namespace_for": "._decorator",
@@ -67,19 +67,18 @@ _RUNTIME: dict[str, str] = {"convert": "_convert_export"}
 if TYPE_CHECKING:
     from ._adapter import Adapter, ArrayInfo, Step, identity
     from ._api import (
-        FrameworkInfo,
         clear_cache,
         convert,
         converter,
         device_of,
         export_dlpack,
         framework_of,
-        frameworks,
         plan,
     )
     from ._decorator import accepts, namespace_for
     from ._device import Device
     from ._dtypes import CANONICAL as CANONICAL_DTYPES
+    from ._frameworks import FrameworkInfo, frameworks
     from ._markers import hookimpl
     from ._plan import Plan
     from ._shares import shares_memory

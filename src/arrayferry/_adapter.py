@@ -152,7 +152,7 @@ def check_protocol(adapter: Adapter, plugin: str) -> None:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)  # methods written out: see _step.Step
 class ArrayInfo:
     """What the planner knows about an array: everything a plan depends on.
 
@@ -175,10 +175,47 @@ class ArrayInfo:
     layout: str = "contiguous"
     byteorder: str = "="
     aligned: bool = True
-    flags: frozenset[str] = frozenset()
+    flags: frozenset[str] = _NO_FLAGS
     itemsize: int = 0
     problem: tuple[type[Exception], str] | None = None
     extra: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, framework: str, dtype: str, shape: tuple[int, ...], device: Device = CPU, readonly: bool = False,
+                 layout: str = "contiguous", byteorder: str = "=", aligned: bool = True,
+                 flags: frozenset[str] = _NO_FLAGS, itemsize: int = 0,
+                 problem: tuple[type[Exception], str] | None = None, extra: tuple[tuple[str, Any], ...] = ()) -> None:
+        _set = object.__setattr__
+        _set(self, "framework", framework)
+        _set(self, "dtype", dtype)
+        _set(self, "shape", shape)
+        _set(self, "device", device)
+        _set(self, "readonly", readonly)
+        _set(self, "layout", layout)
+        _set(self, "byteorder", byteorder)
+        _set(self, "aligned", aligned)
+        _set(self, "flags", flags)
+        _set(self, "itemsize", itemsize)
+        _set(self, "problem", problem)
+        _set(self, "extra", extra)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__qualname__}(framework={self.framework!r}, dtype={self.dtype!r}, shape={self.shape!r}, "
+                f"device={self.device!r}, readonly={self.readonly!r}, layout={self.layout!r}, "
+                f"byteorder={self.byteorder!r}, aligned={self.aligned!r}, flags={self.flags!r}, "
+                f"itemsize={self.itemsize!r}, problem={self.problem!r}, extra={self.extra!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return ((self.framework, self.dtype, self.shape, self.device, self.readonly, self.layout, self.byteorder,
+                     self.aligned, self.flags, self.itemsize, self.problem, self.extra)
+                    == (other.framework, other.dtype, other.shape, other.device, other.readonly,
+                        other.layout, other.byteorder, other.aligned, other.flags, other.itemsize,
+                        other.problem, other.extra))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.framework, self.dtype, self.shape, self.device, self.readonly, self.layout, self.byteorder,
+                     self.aligned, self.flags, self.itemsize, self.problem, self.extra))
 
     @property
     def size(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # typing only: convert's overloads name each framework's arra
     import numpy.typing
     import torch
 
-__all__ = ["convert", "converter", "plan", "framework_of", "device_of", "frameworks", "FrameworkInfo", "clear_cache", "export_dlpack"]
+__all__ = ["convert", "converter", "plan", "framework_of", "device_of", "clear_cache", "export_dlpack"]
 
 _TYPES: dict[type, Adapter] = {}
 _MAX_PLANS = 4096
@@ -822,44 +822,3 @@ def adapter_device_of(src: Adapter, x: Any) -> Device:
                 hint="convert or inspect the array where it has data (outside a traced function, before deleting it)",
             )
         ) from exc
-
-
-@dataclass(frozen=True)
-class FrameworkInfo:
-    """What ``frameworks()`` reports for one framework."""
-
-    name: str
-    module: str
-    installed: bool
-    imported: bool
-    version: str | None
-    plugin: str
-    devices: tuple[str, ...] | None
-
-    def __str__(self) -> str:
-        state = (f"{self.version}" if self.installed else "not installed")
-        return f"{self.name} {state} (plugin {self.plugin})"
-
-
-def frameworks(*, probe_devices: bool = False) -> list[FrameworkInfo]:
-    """Every registered framework: installed or not, version, providing plugin.
-
-    With ``probe_devices=True`` the installed frameworks are imported and asked which devices
-    they see (this may take seconds; never done implicitly).
-    """
-    import sys
-
-    reg = registry()
-    out = []
-    for name, a in sorted(reg.adapters.items()):
-        inst = a.is_installed()
-        devs: tuple[str, ...] | None = None
-        if probe_devices and inst:
-            try:
-                a.namespace()
-                devs = tuple(str(d) for d in a.devices())
-            except Exception as exc:  # a broken install is reported, not raised
-                devs = (f"error: {type(exc).__name__}: {exc}",)
-        out.append(FrameworkInfo(name, a.module, inst, a.module in sys.modules,
-                                 a.version() if inst else None, reg.provider.get(name, "?"), devs))
-    return out

@@ -23,15 +23,15 @@ Rules:
 * Tests read and override the cache: :func:`cached`, :func:`set_capabilities`,
   :func:`override` (a context manager) and :func:`clear`.
 
-:func:`check_min_version` is the run-time half of the supported-versions contract: the first
-time an adapter is used, an installed framework older than ``Adapter.min_version`` is refused
-with :class:`~arrayferry.UnknownFrameworkError` and a hint to upgrade.
+:func:`check_min_version` (in :mod:`arrayferry._versions`, re-exported here) is the run-time half
+of the supported-versions contract: the first time an adapter is used, an installed framework
+older than ``Adapter.min_version`` is refused with :class:`~arrayferry.UnknownFrameworkError` and
+a hint to upgrade.
 """
 
 from __future__ import annotations
 
 import ctypes
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ._errors import UnknownFrameworkError, format_message
+from ._versions import check_min_version, parse_version
 
 if TYPE_CHECKING:
     from ._adapter import Adapter
@@ -358,69 +358,3 @@ def dlpack_readonly_reason(source: str, target: str) -> str | None:
     if tgt.readonly_import is False:
         return f"{target} {tgt.version} ignores DLPack's read-only flag"
     return None
-
-
-# ------------------------------------------------------------------------------------------
-# minimum versions
-
-_VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)")
-
-
-def parse_version(v: str) -> tuple[int, ...]:
-    """The release part of a version string: ``"2.13.0+cpu"`` -> ``(2, 13, 0)``; pre-releases
-    (``"2.0.0rc1"``, ``".dev"``) compare like their release."""
-    m = _VERSION_RE.match(v)
-    if not m:
-        raise ValueError(f"not a version: {v!r}")
-    parts = [int(p) for p in m.group(1).split(".")]
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
-_CHECKED: dict[tuple[str, str | None, str], str | None] = {}
-
-
-def check_min_version(adapter: Adapter) -> None:
-    """Raise :class:`UnknownFrameworkError` when ``adapter``'s framework is older than ``min_version``.
-
-    The planner calls it for both adapters of every plan it builds (not on the cached hot path);
-    the answer is remembered per adapter object and per (framework, version, minimum). Only
-    installed versions are checked (a missing framework fails later with its own message).
-    """
-    try:
-        msg = _BY_ADAPTER[adapter]  # the planner's fast path: no version lookup
-    except KeyError:
-        msg = _BY_ADAPTER[adapter] = _min_version_problem(adapter)
-    if msg is not None:
-        raise UnknownFrameworkError(msg)
-
-
-_BY_ADAPTER: dict[Adapter, str | None] = {}
-
-
-def _min_version_problem(adapter: Adapter) -> str | None:
-    minimum = adapter.min_version
-    if not minimum:
-        return None
-    installed = adapter.version()
-    key = (adapter.name, installed, minimum)
-    if key in _CHECKED:
-        msg = _CHECKED[key]
-    else:
-        msg = None
-        if installed is not None:
-            try:
-                too_old = parse_version(installed) < parse_version(minimum)
-            except ValueError:
-                too_old = False  # an unparseable version is not refused
-            if too_old:
-                msg = format_message(
-                    f"{adapter.name} {installed} is installed, but arrayferry's {adapter.name} adapter needs "
-                    f"{adapter.name} >= {minimum}.",
-                    [f"version read from the {adapter.distribution or adapter.module!r} distribution; "
-                     f"the oldest supported versions are tested in the nox matrix (docs/matrix.md)"],
-                    hint=f"upgrade: {adapter.install_command(upgrade=True)}",
-                )
-        _CHECKED[key] = msg
-    return msg

@@ -68,7 +68,7 @@ def _policy(copy: bool | None) -> str:
     return {None: "copy=None (alias when possible)", False: "copy=False (never copy)", True: "copy=True (always independent)"}[copy]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)  # methods written out: see _step.Step
 class Template:
     """A plan without an array: what :func:`convert` caches per signature."""
 
@@ -84,6 +84,42 @@ class Template:
     run: Callable[[Any], Any]
     casting: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, source: ArrayInfo, target: str, device: Device, dtype: str, copy: bool | None, route: str,
+                 steps: tuple[Step, ...], refused: tuple[tuple[str, str], ...], notes: tuple[str, ...],
+                 run: Callable[[Any], Any], casting: str | None = None, options: tuple[tuple[str, Any], ...] = ()) -> None:
+        _set = object.__setattr__
+        _set(self, "source", source)
+        _set(self, "target", target)
+        _set(self, "device", device)
+        _set(self, "dtype", dtype)
+        _set(self, "copy", copy)
+        _set(self, "route", route)
+        _set(self, "steps", steps)
+        _set(self, "refused", refused)
+        _set(self, "notes", notes)
+        _set(self, "run", run)
+        _set(self, "casting", casting)
+        _set(self, "options", options)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__qualname__}(source={self.source!r}, target={self.target!r}, device={self.device!r}, "
+                f"dtype={self.dtype!r}, copy={self.copy!r}, route={self.route!r}, steps={self.steps!r}, "
+                f"refused={self.refused!r}, notes={self.notes!r}, run={self.run!r}, casting={self.casting!r}, "
+                f"options={self.options!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return ((self.source, self.target, self.device, self.dtype, self.copy, self.route, self.steps, self.refused,
+                     self.notes, self.run, self.casting, self.options)
+                    == (other.source, other.target, other.device, other.dtype, other.copy,
+                        other.route, other.steps, other.refused, other.notes, other.run,
+                        other.casting, other.options))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.target, self.device, self.dtype, self.copy, self.route, self.steps, self.refused,
+                     self.notes, self.run, self.casting, self.options))
 
     @property
     def zero_copy(self) -> bool:
@@ -469,7 +505,7 @@ def build_template(
                 hint="pass copy=None, copy=False or copy=True",
             )
         )
-    from ._capabilities import check_min_version  # remembered per (framework, version): cheap
+    from ._versions import check_min_version  # remembered per (framework, version): cheap
 
     check_min_version(src)
     if tgt is not src:

@@ -14,7 +14,12 @@ def identity(x: Any) -> Any:
     return x
 
 
-@dataclass(frozen=True)
+# The value classes on the first conversion's path (``Step``, ``ArrayInfo``, ``Template``) are
+# frozen dataclasses whose ``__init__``, ``__repr__``, ``__eq__`` and ``__hash__`` are written
+# out: ``@dataclass`` compiles every method it generates when the class is made, about a
+# millisecond of the first conversion for the three. They are the methods ``@dataclass(frozen=True)``
+# generates (``tests/test_value_classes.py`` compares them, field by field, with generated ones).
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class Step:
     """One step of a plan: a short ``name``, a human ``description``, whether it ``copies``.
 
@@ -29,6 +34,29 @@ class Step:
     copies: bool = False
     transfer: bool = False
     dtype: str | None = None
+
+    def __init__(self, name: str, description: str, fn: Callable[[Any], Any], copies: bool = False,
+                 transfer: bool = False, dtype: str | None = None) -> None:
+        _set = object.__setattr__
+        _set(self, "name", name)
+        _set(self, "description", description)
+        _set(self, "fn", fn)
+        _set(self, "copies", copies)
+        _set(self, "transfer", transfer)
+        _set(self, "dtype", dtype)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__qualname__}(name={self.name!r}, description={self.description!r}, "
+                f"copies={self.copies!r}, transfer={self.transfer!r}, dtype={self.dtype!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return ((self.name, self.description, self.copies, self.transfer, self.dtype)
+                    == (other.name, other.description, other.copies, other.transfer, other.dtype))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.description, self.copies, self.transfer, self.dtype))
 
     def __str__(self) -> str:
         return f"{self.name}: {self.description}"

@@ -5,8 +5,11 @@ by ``arrayferry.hookimpl``; it joins through the ``arrayferry.plugins`` entry-po
 ``arrayferry.register_plugin(obj)``. The built-in NumPy, PyTorch and CuPy adapters are plugins
 registered the same way.
 
-The hook is called when the registry loads (and after ``register_plugin``), never on the
-conversion hot path. Implementations may accept fewer
+The hook is called when the plugin loads (and after ``register_plugin``), never on the
+conversion hot path. The built-ins of the frameworks already imported load with the registry;
+entry-point plugins, and built-ins whose framework is not imported yet, load the first time
+arrayferry needs them: an array type, a framework name, a device or dtype object the loaded
+adapters do not know, or a listing (``frameworks()``, ``broken_plugins()``, ``register_plugin``). Implementations may accept fewer
 arguments than the spec lists, so specs can grow without breaking plugins.
 
 There is one hook, :func:`arrayferry_adapters` (what frameworks a plugin brings); everything else
@@ -32,7 +35,7 @@ hookspec = pluggy.HookspecMarker("arrayferry")
 def arrayferry_adapters() -> list[Adapter]:
     """Return the framework adapters this plugin provides.
 
-    Called once when the registry loads (and again after ``register_plugin``). Creating an
+    Called once when the plugin loads (and again after ``register_plugin``). Creating an
     adapter must not import its framework: detection and every capability query happen only
     once the framework's module is already in ``sys.modules`` or a conversion needs it.
 

@@ -44,7 +44,7 @@ Importing this module imports no array framework.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._adapter import (
     CPU,
@@ -60,27 +60,7 @@ from ._adapter import (
     Step,
     identity,
 )
-from ._capabilities import dlpack_readonly_reason
-from ._cuda import (
-    LEGACY_DEFAULT_STREAM,
-    NO_SYNC,
-    PER_THREAD_DEFAULT_STREAM,
-    CAIView,
-    StreamSpec,
-    consume_dlpack,
-    cupy_external_stream,
-    cupy_stream,
-    cupy_stream_context,
-    device_error_from,
-    is_cuda_error,
-    parse_stream,
-    producer_stream,
-    requested_stream,
-    torch_stream_context,
-    with_requested_stream,
-)
 from ._device import Device
-from ._dlpack_abi import DLPackCapsuleInfo, read_dlpack_capsule
 from ._dtypes import CANONICAL as CANONICAL_DTYPES
 from ._dtypes import ITEMSIZE, ML_DTYPES, canonical_name, is_narrowing, kind_of, numpy_dtype, numpy_dtype_name
 from ._errors import (
@@ -102,6 +82,42 @@ from ._markers import hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from ._capabilities import dlpack_readonly_reason
+    from ._cuda import (
+        LEGACY_DEFAULT_STREAM,
+        NO_SYNC,
+        PER_THREAD_DEFAULT_STREAM,
+        CAIView,
+        StreamSpec,
+        consume_dlpack,
+        cupy_external_stream,
+        cupy_stream,
+        cupy_stream_context,
+        device_error_from,
+        is_cuda_error,
+        parse_stream,
+        producer_stream,
+        requested_stream,
+        torch_stream_context,
+        with_requested_stream,
+    )
+    from ._dlpack_abi import DLPackCapsuleInfo, read_dlpack_capsule
+
+# Streams, CUDA, DLPack capsules and capabilities load on first use (PEP 562), so a plugin that
+# imports them by name at the top pays for them then; the built-in adapters reach them inside
+# the routes that need them, and a first conversion that needs none of them never loads them.
+_LAZY: dict[str, str] = {
+    "dlpack_readonly_reason": "._capabilities",
+    **dict.fromkeys(
+        ("LEGACY_DEFAULT_STREAM", "NO_SYNC", "PER_THREAD_DEFAULT_STREAM", "CAIView", "StreamSpec", "consume_dlpack",
+         "cupy_external_stream", "cupy_stream", "cupy_stream_context", "device_error_from", "is_cuda_error",
+         "parse_stream", "producer_stream", "requested_stream", "torch_stream_context", "with_requested_stream"),
+        "._cuda",
+    ),
+    "DLPackCapsuleInfo": "._dlpack_abi",
+    "read_dlpack_capsule": "._dlpack_abi",
+}
 
 __all__ = [
     # the protocol
@@ -192,3 +208,18 @@ def adapter_named(name: object) -> Adapter:
     from ._registry import registry
 
     return registry().adapter_named(name)
+
+
+def __getattr__(name: str) -> Any:
+    modname = _LAZY.get(name)
+    if modname is None:
+        raise AttributeError(f"module 'arrayferry.plugin' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(modname, "arrayferry"), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -30,25 +30,15 @@ from arrayferry.plugin import (
     Adapter,
     ArrayFerryError,
     ArrayInfo,
-    CAIView,
     Device,
     DeviceError,
     UnsupportedDTypeError,
-    consume_dlpack,
-    cupy_external_stream,
-    cupy_stream,
-    cupy_stream_context,
     device_check,
-    device_error_from,
     format_message,
     hookimpl,
     identity,
-    is_cuda_error,
     numpy_dtype,
     numpy_dtype_name,
-    producer_stream,
-    requested_stream,
-    with_requested_stream,
 )
 
 __all__ = ["CupyAdapter", "arrayferry_adapters"]
@@ -72,6 +62,8 @@ def _mapped(fn: _F) -> _F:
         except ArrayFerryError:
             raise
         except Exception as exc:
+            from arrayferry.plugin import device_error_from, is_cuda_error  # CUDA helpers load with the first failure
+
             if is_cuda_error(exc):
                 raise device_error_from(exc, f"{_NO_DRIVER}, or a CUDA call failed in cupy ({fn.__name__}).", _HINT) from exc
             raise
@@ -169,6 +161,8 @@ class CupyAdapter(Adapter):
         try:
             return int(cp.cuda.runtime.getDeviceCount())
         except Exception as exc:  # CUDARuntimeError status 35 without a driver, 100 without a GPU
+            from arrayferry.plugin import device_error_from
+
             raise device_error_from(
                 exc, f"{_NO_DRIVER}; asked for device {asked!r} (cupy.cuda.runtime.getDeviceCount() failed).", _HINT
             ) from exc
@@ -267,6 +261,8 @@ class CupyAdapter(Adapter):
         return out
 
     def from_dlpack(self, x: Any) -> Any:
+        from arrayferry.plugin import consume_dlpack, with_requested_stream  # streams load with the first CuPy route
+
         return consume_dlpack("cupy", _cp().from_dlpack, with_requested_stream(x))
 
     def cai_import_refusals(self, info: ArrayInfo) -> list[str]:
@@ -275,6 +271,15 @@ class CupyAdapter(Adapter):
     @_mapped
     def from_cai(self, x: Any) -> Any:
         """Wrap ``x.__cuda_array_interface__`` without copying, after ordering against its stream."""
+        from arrayferry.plugin import (
+            CAIView,
+            cupy_external_stream,
+            cupy_stream,
+            cupy_stream_context,
+            producer_stream,
+            requested_stream,
+        )
+
         cp = _cp()
         cai = dict(x.__cuda_array_interface__)
         prod = producer_stream(x, cai)
@@ -293,12 +298,16 @@ class CupyAdapter(Adapter):
     # -- native operations -------------------------------------------------------------------
     @_mapped
     def copy(self, x: Any) -> Any:
+        from arrayferry.plugin import cupy_stream_context
+
         idx = int(x.data.device_id)
         with _on(idx), cupy_stream_context(idx):  # ndarray.copy copies onto the *current* device
             return x.copy()
 
     @_mapped
     def cast(self, x: Any, dtype: str) -> Any:
+        from arrayferry.plugin import cupy_stream_context
+
         idx = int(x.data.device_id)
         with _on(idx), cupy_stream_context(idx):
             return x.astype(numpy_dtype(dtype))
@@ -312,12 +321,16 @@ class CupyAdapter(Adapter):
 
     @_mapped
     def check_cast(self, x: Any, src: str, dst: str, mode: str = "range") -> None:
+        from arrayferry.plugin import cupy_stream_context
+
         idx = int(x.data.device_id)
         with _on(idx), cupy_stream_context(idx):
             device_check(x, src, dst, mode, _CupyOps(_cp()))
 
     @_mapped
     def to_host(self, x: Any) -> Any:
+        from arrayferry.plugin import cupy_stream
+
         idx = int(x.data.device_id)
         with _on(idx):
             # blocking copy on the requested (or current) stream: the host result is complete on return
@@ -325,6 +338,8 @@ class CupyAdapter(Adapter):
 
     @_mapped
     def to_device(self, x: Any, device: Device) -> Any:
+        from arrayferry.plugin import cupy_stream_context
+
         cp = _cp()
         with _on(device.index), cupy_stream_context(device.index):
             if isinstance(x, cp.ndarray):

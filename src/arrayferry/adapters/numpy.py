@@ -23,7 +23,6 @@ from arrayferry.plugin import (
     ArrayInfo,
     Device,
     UnsupportedArrayError,
-    dlpack_readonly_reason,
     format_message,
     hookimpl,
     host_cast,
@@ -191,6 +190,8 @@ class NumpyAdapter(Adapter):
             out.append(f"np.from_dlpack does not accept {info.dtype}")
         if info.readonly:
             # the result would be a writable alias unless the read-only flag travels (probed per version)
+            from arrayferry.plugin import dlpack_readonly_reason  # capabilities load when first asked
+
             why = dlpack_readonly_reason(info.framework, "numpy")
             if why is not None:
                 out.append(f"read-only memory cannot cross DLPack here: {why}")

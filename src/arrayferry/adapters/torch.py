@@ -38,7 +38,6 @@ from arrayferry.plugin import (
     UnsupportedDTypeError,
     adapter_named,
     check_cast_values,
-    consume_dlpack,
     device_check,
     format_message,
     guarded_call,
@@ -46,10 +45,6 @@ from arrayferry.plugin import (
     host_cast,
     kind_of,
     numpy_dtype,
-    producer_stream,
-    requested_stream,
-    torch_stream_context,
-    with_requested_stream,
 )
 
 _BITS_VIEW = {1: "uint8", 2: "int16"}
@@ -425,6 +420,8 @@ class TorchAdapter(Adapter):
 
     def from_dlpack(self, x: Any) -> Any:
         # torch passes its current stream on the producer's device; convert(stream=S) replaces it by S
+        from arrayferry.plugin import consume_dlpack, with_requested_stream  # streams load with the first DLPack import
+
         return consume_dlpack("torch", _torch().from_dlpack, with_requested_stream(x))
 
     def cai_import_refusals(self, info: ArrayInfo) -> list[str]:
@@ -436,6 +433,7 @@ class TorchAdapter(Adapter):
     def from_cai(self, x: Any) -> Any:
         """Wrap ``x.__cuda_array_interface__`` (no copy) after making the consumer stream wait on the producer's."""
         from arrayferry import device_of  # public API: the source adapter knows where x lives
+        from arrayferry.plugin import producer_stream, requested_stream, torch_stream_context
 
         torch = _torch()
         idx = device_of(x).index or 0
@@ -475,6 +473,7 @@ class TorchAdapter(Adapter):
     # -- native operations -----------------------------------------------------------------
     def copy(self, t: Any) -> Any:
         if t.is_cuda:
+            from arrayferry.plugin import torch_stream_context
             with torch_stream_context(t.device.index):
                 return t.clone(memory_format=_torch().contiguous_format)
         return t.clone(memory_format=_torch().contiguous_format)
@@ -486,10 +485,12 @@ class TorchAdapter(Adapter):
         if dtype == "float16" and t.dtype in (torch.float64, torch.float32):
             # torch rounds float64 through float32 and sets its own NaN payloads: NumPy's bits instead
             if t.is_cuda:
+                from arrayferry.plugin import torch_stream_context
                 with torch_stream_context(t.device.index):
                     return exact_float16(torch, t)
             return exact_float16(torch, t)
         if t.is_cuda:
+            from arrayferry.plugin import torch_stream_context
             with torch_stream_context(t.device.index):
                 return t.to(getattr(torch, dtype))
         return t.to(getattr(torch, dtype))
@@ -535,6 +536,7 @@ class TorchAdapter(Adapter):
             return
         torch = _torch()
         if t.is_cuda:
+            from arrayferry.plugin import torch_stream_context
             with torch_stream_context(t.device.index):
                 device_check(t, src, dst, mode, _TorchOps(torch))
         else:
@@ -544,12 +546,14 @@ class TorchAdapter(Adapter):
         if t.is_cuda:
             # a blocking copy (non_blocking=False) queued on the requested or current stream: the
             # host result is complete when this returns
+            from arrayferry.plugin import torch_stream_context
             with torch_stream_context(t.device.index):
                 return t.to("cpu")
         return t.to("cpu")
 
     def to_device(self, t: Any, device: Device) -> Any:
         if device.type == "cuda":
+            from arrayferry.plugin import torch_stream_context
             with torch_stream_context(device.index):
                 return t.to(_torch().device(str(device)))
         return t.to(_torch().device(str(device)))
