@@ -105,6 +105,13 @@ def test_framework_of_torch_after_importing_torch() -> None:
     assert steps["torch"] == ["torch"]
 
 
+def _speedups_built() -> bool:
+    import importlib.util
+    import os
+
+    return importlib.util.find_spec("arrayferry._speedups") is not None and not os.environ.get("ARRAYFERRY_NO_SPEEDUPS")
+
+
 def test_first_zero_copy_conversion_loads_only_what_it_needs() -> None:
     """The first ``convert(x, "torch")`` with numpy and torch imported loads the planner, the registry
     and the two adapters it uses: not the entry-point plugins (loaded on first need), not CuPy's
@@ -124,4 +131,6 @@ def test_first_zero_copy_conversion_loads_only_what_it_needs() -> None:
         "arrayferry._adapter", "arrayferry._step", "arrayferry._plan", "arrayferry._hostops", "arrayferry._registry",
         "arrayferry._versions", "arrayferry.hookspecs", "arrayferry.plugin", "arrayferry._markers",
         "arrayferry.adapters", "arrayferry.adapters.numpy", "arrayferry.adapters.torch",
+        # the compiled hot path, where pip built it (docs/install.md)
+        *(["arrayferry._speedups"] if _speedups_built() else []),
     ])
