@@ -174,8 +174,12 @@ def test_the_kernel_refuses_what_it_cannot_do() -> None:
         mod.cast_checked(a, ro, "i", 8, "i", 1, -128, 127)
     with pytest.raises((BufferError, ValueError), match="contiguous"):
         mod.cast_checked(np.arange(8, dtype=np.int64)[::2], np.empty(4, np.int8), "i", 8, "i", 1, -128, 127)
+    with pytest.raises(ValueError, match="unsigned source takes lo == 0"):
+        mod.cast_checked(a.astype(np.uint64), np.empty(4, np.uint8), "u", 8, "u", 1, 0, 200)
     out = np.empty(4, np.int8)
     assert mod.cast_checked(a, out, "i", 8, "i", 1, -128, 127) == -1 and out.tolist() == [0, 1, 2, 3]
+    assert mod.cast_checked(a.astype(np.uint16), out, "u", 2, "i", 1, 0, 127) == -1
+    assert mod.cast_checked(np.array([1, 128, 2, 999], np.uint16), out, "u", 2, "i", 1, 0, 127) == 1
     assert mod.cast_checked(np.array([1, 2, 300, 400]), out, "i", 8, "i", 1, -128, 127) == 2
 
 

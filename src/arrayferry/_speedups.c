@@ -7,7 +7,9 @@
  * `dst` (the same number of elements) with C's conversion, which is NumPy's for every value in
  * range (integers exactly, floats truncated toward zero), while testing lo <= v <= hi in the
  * source type (NaN fails the test). Returns -1 when every value passed, else the index of the
- * first value that did not (the caller then words the error; dst holds 0 for failing values).
+ * first value that did not (the caller then casts again and words the error; dst then holds
+ * whatever the conversion of the failing values gave). An unsigned source takes lo == 0 and
+ * hi == 2**k - 1 (every integer target's bounds): one OR per element, tested once at the end.
  *
  * Kinds: 'i' signed, 'u' unsigned integers of 1, 2, 4, 8 bytes and 'f' floats of 4, 8 bytes to
  * 'i'/'u' integers; and 'c' complex of 8, 16 bytes to the 'f' float of half their size, testing
@@ -46,10 +48,6 @@
 #define TEST_uint16_t_int16_t(v, lo, hi) UTEST(uint16_t, v, lo, hi)
 #define TEST_uint32_t_int32_t(v, lo, hi) UTEST(uint32_t, v, lo, hi)
 #define TEST_uint64_t_int64_t(v, lo, hi) UTEST(uint64_t, v, lo, hi)
-#define TEST_uint8_t_uint8_t(v, lo, hi) UTEST(uint8_t, v, lo, hi)
-#define TEST_uint16_t_uint16_t(v, lo, hi) UTEST(uint16_t, v, lo, hi)
-#define TEST_uint32_t_uint32_t(v, lo, hi) UTEST(uint32_t, v, lo, hi)
-#define TEST_uint64_t_uint64_t(v, lo, hi) UTEST(uint64_t, v, lo, hi)
 #define TEST_uint32_t_float(v, lo, hi) ((uint32_t)((v >= lo) & (v <= hi)) ^ (uint32_t)1)
 #define TEST_uint64_t_double(v, lo, hi) ((uint64_t)((v >= lo) & (v <= hi)) ^ (uint64_t)1)
 
@@ -66,6 +64,25 @@
         for (Py_ssize_t i = 0; i < n; i++) {                                                     \
             ST v = s[i];                                                                         \
             if (!((v >= lo) && (v <= hi))) return i;                                             \
+        }                                                                                        \
+        return -1;                                                                               \
+    }
+
+/* Unsigned sources (lo is 0 and hi + 1 a power of two for every integer target): one OR per
+ * element, the bound tested once at the end (a value above hi sets a bit that hi lacks). */
+#define OR_KERNEL(NAME, ST, DT, MT)                                                             \
+    KERNEL_ATTR static Py_ssize_t NAME##_run(const ST *restrict s, DT *restrict d, Py_ssize_t n, ST lo, \
+                                 ST hi) {                                                        \
+        ST acc = 0;                                                                              \
+        (void)lo;                                                                                \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                     \
+            ST v = s[i];                                                                         \
+            acc |= v;                                                                            \
+            d[i] = (DT)v;                                                                        \
+        }                                                                                        \
+        if (acc <= hi) return -1;                                                                \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                     \
+            if (s[i] > hi) return i;                                                             \
         }                                                                                        \
         return -1;                                                                               \
     }
@@ -102,10 +119,20 @@ PAIRS(i1, int8_t, uint8_t)
 PAIRS(i2, int16_t, uint16_t)
 PAIRS(i4, int32_t, uint32_t)
 PAIRS(i8, int64_t, uint64_t)
-PAIRS(u1, uint8_t, uint8_t)
-PAIRS(u2, uint16_t, uint16_t)
-PAIRS(u4, uint32_t, uint32_t)
-PAIRS(u8, uint64_t, uint64_t)
+#define PAIRS_OR(SNAME, ST)                                                                     \
+    OR_KERNEL(SNAME##_i1, ST, int8_t, ST)                                                        \
+    OR_KERNEL(SNAME##_i2, ST, int16_t, ST)                                                       \
+    OR_KERNEL(SNAME##_i4, ST, int32_t, ST)                                                       \
+    OR_KERNEL(SNAME##_i8, ST, int64_t, ST)                                                       \
+    OR_KERNEL(SNAME##_u1, ST, uint8_t, ST)                                                       \
+    OR_KERNEL(SNAME##_u2, ST, uint16_t, ST)                                                      \
+    OR_KERNEL(SNAME##_u4, ST, uint32_t, ST)                                                      \
+    OR_KERNEL(SNAME##_u8, ST, uint64_t, ST)
+
+PAIRS_OR(u1, uint8_t)
+PAIRS_OR(u2, uint16_t)
+PAIRS_OR(u4, uint32_t)
+PAIRS_OR(u8, uint64_t)
 PAIRS(f4, float, uint32_t)
 PAIRS(f8, double, uint64_t)
 
@@ -184,6 +211,9 @@ static PyObject *cast_checked(PyObject *self, PyObject *args) {
             uint64_t lu = 0, hu = 0;
             if (sk == 'i' ? (bound_i(lo_o, &li) < 0 || bound_i(hi_o, &hi) < 0)
                           : (bound_u(lo_o, &lu) < 0 || bound_u(hi_o, &hu) < 0)) {
+                err = 1;
+            } else if (sk == 'u' && (lu != 0 || (hu & (hu + 1)) != 0)) {
+                PyErr_SetString(PyExc_ValueError, "cast_checked: an unsigned source takes lo == 0 and hi == 2**k - 1");
                 err = 1;
             } else {
                 int key = (sk == 'i' ? 0 : 10) + ss;
