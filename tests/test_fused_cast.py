@@ -154,6 +154,17 @@ def test_layouts_it_does_not_serve_take_the_numpy_path(layout: str, monkeypatch:
         a = np.asfortranarray(a.reshape(20, 10))
     out = np.empty(a.shape, np.uint8)
     assert not _hostops._fused_cast(a, out, "int64", "uint8")
+    # nor is an `out` (arrayferry.plugin.host_cast(..., out=)) that is misaligned or read-only
+    good = np.arange(10, dtype=np.int64)
+    raw = np.zeros(41, np.uint8)
+    odd = raw[1:].view(np.int32)
+    assert _hostops._fused_cast(good, np.empty(10, np.int32), "int64", "int32")  # aligned: taken
+    assert not odd.flags.aligned and not _hostops._fused_cast(good, odd, "int64", "int32")
+    ro = np.empty(10, np.int32)
+    ro.flags.writeable = False
+    assert not _hostops._fused_cast(good, ro, "int64", "int32")
+    got = _hostops.host_cast(good, "int64", "int32", "range", out=np.empty(10, np.int32))
+    assert got.tolist() == list(range(10))
     fused, plain = _both(a, "int64", "uint8", monkeypatch)
     assert fused == plain and fused[0] == "error" and "-50 is outside uint8's range" in fused[1]
 

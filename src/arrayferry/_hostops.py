@@ -679,7 +679,7 @@ def _fused_cast(a: Any, out: Any, src: str, dst: str) -> bool:
         return False
     ad, od = a.dtype, out.dtype
     if not (a.flags.c_contiguous and a.flags.aligned and ad.isnative and out.flags.c_contiguous
-            and od.isnative and a.shape == out.shape):
+            and out.flags.aligned and out.flags.writeable and od.isnative and a.shape == out.shape):
         return False
     ks, kd = ad.kind, od.kind
     if ks == "c":
