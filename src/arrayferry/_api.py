@@ -180,23 +180,16 @@ def lookup(okey: Hashable, x: Any, types: dict[type, TypeEntry] | None = None,
     if te is None:
         te = types[type(x)] = _type_entry(x, okey)
     keyfn, fast, src, runs, _ = te
-    if fast is runs:
-        sig = keyfn(x)
-        try:
-            run = runs.get(sig)
-        except TypeError:
-            return _planning_run(okey), src, sig
-        if run is None:
-            run = _run_for(okey, src, sig, te, types, x)
-        return run, src, sig
     key = keyfn(x)
-    sig = src.signature(x)
+    sig = key if fast is runs else src.signature(x)  # without a fast key, the key is the signature
     try:
         run = runs.get(sig)
     except TypeError:
         return _planning_run(okey), src, sig
     if run is None:
         run = _run_for(okey, src, sig, te, types, x)
+    if fast is runs:
+        return run, src, sig
     if len(fast) >= _MAX_FAST:
         fast.clear()
     try:
@@ -233,21 +226,14 @@ def _direct_for(okey: Hashable, src: Adapter, tp: type) -> Callable[[Any], Any] 
             dev = Device.parse(device)
         except Exception:  # the plan will word it
             return None
-    if isinstance(okey, str):
-        try:
-            tgt = registry().adapter_named(okey)
-        except ArrayFerryError:
-            return None
-        if okey != tgt.name and okey not in tgt.aliases:
-            return None
-    elif isinstance(okey, ModuleType):
-        try:
-            tgt = registry().adapter_named(okey)
-        except ArrayFerryError:
-            return None
-        if okey.__name__ != tgt.module:
-            return None
-    else:
+    if not isinstance(okey, (str, ModuleType)):
+        return None
+    try:
+        tgt = registry().adapter_named(okey)
+    except ArrayFerryError:
+        return None
+    if (okey.__name__ != tgt.module if isinstance(okey, ModuleType)
+            else okey != tgt.name and okey not in tgt.aliases):
         return None
     if tgt.refines:
         return None

@@ -20,7 +20,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -402,12 +401,6 @@ static PyObject *hot_repr(HotObject *self) {
     return PyUnicode_FromString("<arrayferry._speedups.Hot>");
 }
 
-static PyMemberDef hot_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(HotObject, dict), READONLY},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(HotObject, vectorcall), READONLY},
-    {NULL},
-};
-
 static PyGetSetDef hot_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict},
     {NULL},
@@ -428,7 +421,6 @@ static PyTypeObject HotType = {
     .tp_dealloc = (destructor)hot_dealloc,
     .tp_descr_get = hot_get,
     .tp_repr = (reprfunc)hot_repr,
-    .tp_members = hot_members,
     .tp_getset = hot_getset,
 };
 
