@@ -191,6 +191,11 @@ def test_the_kernel_refuses_what_it_cannot_do() -> None:
     assert mod.cast_checked(a, out, "i", 8, "i", 1, -128, 127) == -1 and out.tolist() == [0, 1, 2, 3]
     assert mod.cast_checked(a.astype(np.uint16), out, "u", 2, "i", 1, 0, 127) == -1
     assert mod.cast_checked(np.array([1, 128, 2, 999], np.uint16), out, "u", 2, "i", 1, 0, 127) == 1
+    # a signed source with bounds [0, 2**k - 1] (int16 to uint8): negative values fail too
+    u8 = np.empty(4, np.uint8)
+    assert mod.cast_checked(np.array([1, 255, 0, 7], np.int16), u8, "i", 2, "u", 1, 0, 255) == -1 and u8.tolist() == [1, 255, 0, 7]
+    assert mod.cast_checked(np.array([1, 2, -1, 7], np.int16), u8, "i", 2, "u", 1, 0, 255) == 2
+    assert mod.cast_checked(np.array([1, 256, -1, 7], np.int16), u8, "i", 2, "u", 1, 0, 255) == 1
     assert mod.cast_checked(np.array([1, 2, 300, 400]), out, "i", 8, "i", 1, -128, 127) == 2
 
 

@@ -9,7 +9,8 @@
  * source type (NaN fails the test). Returns -1 when every value passed, else the index of the
  * first value that did not (the caller then casts again and words the error; dst then holds
  * whatever the conversion of the failing values gave). An unsigned source takes lo == 0 and
- * hi == 2**k - 1 (every integer target's bounds): one OR per element, tested once at the end.
+ * hi == 2**k - 1 (every integer target's bounds): one OR per element, tested once at the end;
+ * so does a signed source with such bounds (read as unsigned: a negative value sets the top bit).
  *
  * Kinds: 'i' signed, 'u' unsigned integers of 1, 2, 4, 8 bytes and 'f' floats of 4, 8 bytes to
  * 'i'/'u' integers; and 'c' complex of 8, 16 bytes to the 'f' float of half their size, testing
@@ -216,6 +217,14 @@ static PyObject *cast_checked(PyObject *self, PyObject *args) {
                 err = 1;
             } else {
                 int key = (sk == 'i' ? 0 : 10) + ss;
+                if (sk == 'i' && li == 0 && hi >= 0 && (((uint64_t)hi & ((uint64_t)hi + 1)) == 0)) {
+                    /* [0, 2**k - 1] from a signed source (to any unsigned target, int32 to uint16, ...): a
+                     * negative value has its top bit set, so the source read as unsigned takes the OR
+                     * kernel; in-range values convert alike either way */
+                    key += 10;
+                    lu = 0;
+                    hu = (uint64_t)hi;
+                }
                 if (key != 1 && key != 2 && key != 4 && key != 8 && key != 11 && key != 12 && key != 14 && key != 18) {
                     PyErr_SetString(PyExc_ValueError, "cast_checked: unsupported source integer size");
                     err = 1;
